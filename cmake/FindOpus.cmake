@@ -1,0 +1,28 @@
+# FindOpus: tries a CMake config package (Opus) first, then pkg-config (opus), then a plain
+# search. Defines Opus::Opus.
+if(TARGET Opus::Opus)
+    set(Opus_FOUND TRUE)
+    return()
+endif()
+find_package(Opus CONFIG QUIET)
+if(TARGET Opus::opus)
+    add_library(Opus::Opus INTERFACE IMPORTED)
+    target_link_libraries(Opus::Opus INTERFACE Opus::opus)
+    set(Opus_FOUND TRUE)
+    return()
+endif()
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+    pkg_check_modules(PC_Opus QUIET opus)
+endif()
+find_path(Opus_INCLUDE_DIR opus/opus.h HINTS ${PC_Opus_INCLUDE_DIRS})
+find_library(Opus_LIBRARY NAMES opus HINTS ${PC_Opus_LIBRARY_DIRS})
+include(FindPackageHandleStandardArgs)
+find_package_handle_standard_args(Opus REQUIRED_VARS Opus_LIBRARY Opus_INCLUDE_DIR)
+if(Opus_FOUND)
+    add_library(Opus::Opus UNKNOWN IMPORTED)
+    set_target_properties(Opus::Opus PROPERTIES
+        IMPORTED_LOCATION "${Opus_LIBRARY}"
+        INTERFACE_INCLUDE_DIRECTORIES "${Opus_INCLUDE_DIR}")
+endif()
+mark_as_advanced(Opus_INCLUDE_DIR Opus_LIBRARY)

@@ -1,0 +1,28 @@
+# FindVpx: tries a CMake config package (libvpx) first, then pkg-config (vpx), then a plain
+# search. Defines Vpx::Vpx.
+if(TARGET Vpx::Vpx)
+    set(Vpx_FOUND TRUE)
+    return()
+endif()
+find_package(libvpx CONFIG QUIET)
+if(TARGET libvpx::libvpx)
+    add_library(Vpx::Vpx INTERFACE IMPORTED)
+    target_link_libraries(Vpx::Vpx INTERFACE libvpx::libvpx)
+    set(Vpx_FOUND TRUE)
+    return()
+endif()
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+    pkg_check_modules(PC_Vpx QUIET vpx)
+endif()
+find_path(Vpx_INCLUDE_DIR vpx/vpx_encoder.h HINTS ${PC_Vpx_INCLUDE_DIRS})
+find_library(Vpx_LIBRARY NAMES vpx HINTS ${PC_Vpx_LIBRARY_DIRS})
+include(FindPackageHandleStandardArgs)
+find_package_handle_standard_args(Vpx REQUIRED_VARS Vpx_LIBRARY Vpx_INCLUDE_DIR)
+if(Vpx_FOUND)
+    add_library(Vpx::Vpx UNKNOWN IMPORTED)
+    set_target_properties(Vpx::Vpx PROPERTIES
+        IMPORTED_LOCATION "${Vpx_LIBRARY}"
+        INTERFACE_INCLUDE_DIRECTORIES "${Vpx_INCLUDE_DIR}")
+endif()
+mark_as_advanced(Vpx_INCLUDE_DIR Vpx_LIBRARY)
