@@ -1,0 +1,356 @@
+// onair — basic_host: the publishing side. Frames pushed by the application (or a source)
+// are encoded on a codec thread, packetized and sent to a relay node on the network thread.
+#pragma once
+
+#include "onair/codec/av.hpp"
+#include "onair/core/error.hpp"
+#include "onair/core/packet_buffer.hpp"
+#include "onair/core/random.hpp"
+#include "onair/core/time.hpp"
+#include "onair/core/worker.hpp"
+#include "onair/rtp/packet.hpp"
+#include "onair/rtp/rtcp.hpp"
+#include "onair/rtp/session_message.hpp"
+#include "onair/sink/concepts.hpp"
+#include "onair/transport/concepts.hpp"
+#include "onair/transport/udp.hpp"
+
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace onair {
+
+/// What a host has done so far. A snapshot; every field is read atomically.
+struct host_stats {
+    std::uint64_t video_frames_in = 0;      ///< pushed by the application
+    std::uint64_t video_frames_dropped = 0; ///< refused because the encoder fell behind
+    std::uint64_t video_frames_encoded = 0;
+    std::uint64_t keyframes = 0;
+    std::uint64_t keyframe_requests = 0;    ///< PLIs received
+    std::uint64_t audio_frames_encoded = 0;
+    std::uint64_t packets_sent = 0;
+    std::uint64_t bytes_sent = 0;           ///< RTP payload + headers
+    std::uint64_t encode_errors = 0;
+    bool published = false;                 ///< the relay acknowledged the publish hello
+    bool refused = false;                   ///< the relay refused the stream name
+};
+
+namespace detail {
+/// Per-medium sending state, touched on the network thread only.
+template <class Codec>
+struct outgoing_media {
+    typename Codec::payload_format::packetizer packetizer;
+    std::uint32_t ssrc = 0;
+    std::uint8_t payload_type = 0;
+    std::uint16_t sequence = 0;
+    std::uint32_t timestamp_offset = 0;
+    std::uint32_t packets = 0;
+    std::uint32_t octets = 0;
+    bool sent_any = false;
+    std::uint32_t last_rtp_timestamp = 0;
+    timestamp last_capture{};
+};
+} // namespace detail
+
+/// The publishing role.
+///
+/// @tparam Codec     codec::av<Video, Audio>, e.g. av<codec::vp8, codec::opus>
+/// @tparam Transport a transport::transport
+/// @tparam Sink      a sink::media_sink that sees every raw frame handed to the encoders
+///                   (local preview or recording), on the codec thread
+///
+/// Thread safety: push_video/push_audio/stats may be called from any thread. start() and
+/// stop() from the network thread or while it is not running. The host must outlive the
+/// io_context's pending handlers (stop it, then destroy).
+template <class Codec, class Transport = transport::udp, class Sink = sink::null>
+class basic_host {
+    static_assert(codec::av_codec<Codec>, "Codec must be codec::av<Video, Audio> with a video_codec and an audio_codec");
+    static_assert(transport::transport<Transport>, "Transport type requirements not met (see onair/transport/concepts.hpp)");
+    static_assert(sink::media_sink<Sink>, "Sink type requirements not met (see onair/sink/concepts.hpp)");
+
+public:
+    using video_codec = typename Codec::video;
+    using audio_codec = typename Codec::audio;
+
+    struct config {
+        transport::endpoint relay;
+        std::string stream;
+        typename video_codec::config video{};
+        typename audio_codec::config audio{};
+        bool send_video = true;
+        bool send_audio = true;
+        /// Raw video frames allowed to wait for the encoder; beyond, push_video refuses.
+        int max_pending_video = 4;
+        std::chrono::milliseconds hello_interval{1000};
+        std::chrono::milliseconds report_interval{1000};
+        std::uint8_t video_payload_type = 96;
+        std::uint8_t audio_payload_type = 111;
+    };
+
+    /// Constructs the transport in place from `transport_args`.
+    template <class... Args>
+    basic_host(config cfg, Sink sink, Args&&... transport_args)
+        : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
+          hello_timer_(transport_.get_executor()), report_timer_(transport_.get_executor()) {
+        video_.ssrc = (detail::random_u32() | 1u) & 0x7fff'ffffu;
+        audio_.ssrc = video_.ssrc + 1;
+        video_.payload_type = cfg_.video_payload_type;
+        audio_.payload_type = cfg_.audio_payload_type;
+        video_.sequence = static_cast<std::uint16_t>(detail::random_u32());
+        audio_.sequence = static_cast<std::uint16_t>(detail::random_u32());
+        video_.timestamp_offset = detail::random_u32();
+        audio_.timestamp_offset = detail::random_u32();
+    }
+    basic_host(const basic_host&) = delete;
+    basic_host& operator=(const basic_host&) = delete;
+    ~basic_host() { worker_.join(); }
+
+    /// Opens the encoders, announces the stream to the relay and starts the timers.
+    std::error_code start() {
+        if (cfg_.stream.empty() || cfg_.stream.size() > rtp::max_stream_name) return errc::unknown_stream;
+        if (cfg_.send_video)
+            if (auto ec = venc_.open(cfg_.video)) return ec;
+        if (cfg_.send_audio)
+            if (auto ec = aenc_.open(cfg_.audio)) return ec;
+        running_ = true;
+        receive();
+        send_hello(rtp::session_type::publish);
+        arm_hello();
+        arm_report();
+        return {};
+    }
+
+    /// Finishes encoding what was pushed, sends it, tells the relay the stream ends.
+    /// Call from the network thread (or when it is not running).
+    void stop() {
+        if (!running_) return;
+        running_ = false;
+        worker_.join(); // encodes what is queued; the sends are posted to the network thread
+        hello_timer_.cancel();
+        report_timer_.cancel();
+        asio::post(transport_.get_executor(), [this] {
+            send_hello(rtp::session_type::leave);
+            transport_.close();
+        });
+    }
+
+    /// Queues a raw frame for encoding; its capture_time should be set by the caller.
+    std::error_code push_video(video_frame f) {
+        if (!cfg_.send_video) return errc::unsupported;
+        ++stats_.video_frames_in;
+        if (pending_video_.fetch_add(1) >= cfg_.max_pending_video) {
+            --pending_video_;
+            ++stats_.video_frames_dropped;
+            return errc::queue_full;
+        }
+        worker_.post([this, f = std::move(f)] {
+            --pending_video_;
+            sink_.on_video(f);
+            if (key_requested_.exchange(false)) venc_.request_keyframe();
+            const auto ec = venc_.encode(f, [this](encoded_frame&& ef) {
+                ++stats_.video_frames_encoded;
+                if (ef.keyframe) ++stats_.keyframes;
+                asio::post(transport_.get_executor(),
+                           [this, ef = std::move(ef)] { send_frame(video_, ef); });
+            });
+            if (ec) ++stats_.encode_errors;
+        });
+        return {};
+    }
+
+    /// Queues PCM for encoding (any length; the encoder cuts 20 ms frames).
+    std::error_code push_audio(audio_frame f) {
+        if (!cfg_.send_audio) return errc::unsupported;
+        worker_.post([this, f = std::move(f)] {
+            sink_.on_audio(f);
+            const auto ec = aenc_.encode(f, [this](encoded_frame&& ef) {
+                ++stats_.audio_frames_encoded;
+                asio::post(transport_.get_executor(),
+                           [this, ef = std::move(ef)] { send_frame(audio_, ef); });
+            });
+            if (ec) ++stats_.encode_errors;
+        });
+        return {};
+    }
+
+    /// Changes the video bitrate at run time (applied on the codec thread).
+    void set_video_bitrate(int kbps) {
+        worker_.post([this, kbps] { venc_.set_bitrate(kbps); });
+    }
+    void request_keyframe() { key_requested_ = true; }
+
+    host_stats stats() const {
+        host_stats s;
+        s.video_frames_in = stats_.video_frames_in;
+        s.video_frames_dropped = stats_.video_frames_dropped;
+        s.video_frames_encoded = stats_.video_frames_encoded;
+        s.keyframes = stats_.keyframes;
+        s.keyframe_requests = stats_.keyframe_requests;
+        s.audio_frames_encoded = stats_.audio_frames_encoded;
+        s.packets_sent = stats_.packets_sent;
+        s.bytes_sent = stats_.bytes_sent;
+        s.encode_errors = stats_.encode_errors;
+        s.published = stats_.published;
+        s.refused = stats_.refused;
+        return s;
+    }
+
+    rtp::stream_description description() const {
+        rtp::stream_description d;
+        d.name = cfg_.stream;
+        if (cfg_.send_video) {
+            d.video_ssrc = video_.ssrc;
+            d.video_pt = video_.payload_type;
+            d.video_codec = std::string(video_codec::encoding_name);
+        }
+        if (cfg_.send_audio) {
+            d.audio_ssrc = audio_.ssrc;
+            d.audio_pt = audio_.payload_type;
+            d.audio_codec = std::string(audio_codec::encoding_name);
+        }
+        return d;
+    }
+
+    Transport& transport() noexcept { return transport_; }
+    Sink& sink() noexcept { return sink_; }
+
+private:
+    struct atomic_stats {
+        std::atomic<std::uint64_t> video_frames_in{0}, video_frames_dropped{0}, video_frames_encoded{0}, keyframes{0},
+            keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, bytes_sent{0}, encode_errors{0};
+        std::atomic<bool> published{false}, refused{false};
+    };
+
+    template <class Media>
+    void send_frame(Media& m, const encoded_frame& ef) {
+        const std::uint32_t ts = ef.rtp_timestamp + m.timestamp_offset;
+        const std::uint64_t ntp = to_ntp(ef.capture_time);
+        m.packetizer.packetize(ef, rtp::max_payload_size, [&](rtp::bytes_view desc, rtp::bytes_view data, bool marker) {
+            rtp::header h;
+            h.marker = marker;
+            h.payload_type = m.payload_type;
+            h.sequence = m.sequence++;
+            h.timestamp = ts;
+            h.ssrc = m.ssrc;
+            h.transport_sequence = transport_sequence_++;
+            h.abs_capture_time = ntp;
+            std::array<std::uint8_t, 64> head;
+            const std::size_t n = rtp::write_header(h, head);
+            const std::array<asio::const_buffer, 3> parts{asio::buffer(head.data(), n),
+                                                          asio::buffer(desc.data(), desc.size()),
+                                                          asio::buffer(data.data(), data.size())};
+            transport_.send_to(parts, cfg_.relay);
+            const std::size_t payload = desc.size() + data.size();
+            ++m.packets;
+            m.octets += static_cast<std::uint32_t>(payload);
+            ++stats_.packets_sent;
+            stats_.bytes_sent += n + payload;
+        });
+        m.sent_any = true;
+        m.last_rtp_timestamp = ts;
+        m.last_capture = ef.capture_time;
+    }
+
+    void send_hello(rtp::session_type type) {
+        rtp::session_message m;
+        m.type = type;
+        m.sender_ssrc = video_.ssrc;
+        m.stream = description();
+        std::array<std::uint8_t, 1024> buf;
+        if (const std::size_t n = rtp::write_session_message(m, buf))
+            transport_.send_to(asio::buffer(buf.data(), n), cfg_.relay);
+    }
+
+    void arm_hello() {
+        // Until acknowledged, repeat quickly; afterwards the hello is a keepalive.
+        hello_timer_.expires_after(stats_.published ? cfg_.hello_interval : std::chrono::milliseconds(100));
+        hello_timer_.async_wait([this](std::error_code ec) {
+            if (ec || !running_) return;
+            send_hello(rtp::session_type::publish);
+            arm_hello();
+        });
+    }
+
+    template <class Media, class ClockRate>
+    void send_report(Media& m, ClockRate clock_rate) {
+        if (!m.sent_any) return;
+        const timestamp t = now();
+        rtp::sender_report sr;
+        sr.ssrc = m.ssrc;
+        sr.ntp_timestamp = to_ntp(t);
+        const auto elapsed_us = (t - m.last_capture).count();
+        sr.rtp_timestamp = m.last_rtp_timestamp +
+                           static_cast<std::uint32_t>(elapsed_us * static_cast<std::int64_t>(clock_rate) / 1'000'000);
+        sr.packet_count = m.packets;
+        sr.octet_count = m.octets;
+        std::array<std::uint8_t, 256> buf;
+        if (const std::size_t n = rtp::write_sender_report(buf, sr, cfg_.stream))
+            transport_.send_to(asio::buffer(buf.data(), n), cfg_.relay);
+    }
+
+    void arm_report() {
+        report_timer_.expires_after(cfg_.report_interval);
+        report_timer_.async_wait([this](std::error_code ec) {
+            if (ec || !running_) return;
+            send_report(video_, video_codec::clock_rate);
+            send_report(audio_, audio_codec::clock_rate);
+            arm_report();
+        });
+    }
+
+    void receive() {
+        transport_.async_receive_from(asio::buffer(rx_), rx_from_, [this](std::error_code ec, std::size_t n) {
+            if (ec == asio::error::operation_aborted || !running_) return;
+            if (!ec && rx_from_ == cfg_.relay) on_datagram(rtp::bytes_view(rx_.data(), n));
+            receive();
+        });
+    }
+
+    void on_datagram(rtp::bytes_view d) {
+        if (!rtp::is_rtcp(d)) return;
+        if (rtp::is_session_message(d)) {
+            rtp::session_message m;
+            if (rtp::parse_session_message(d, m) || m.type != rtp::session_type::ack || m.stream.name != cfg_.stream)
+                return;
+            if (m.status == rtp::session_status::ok) stats_.published = true;
+            else if (m.status == rtp::session_status::refused) stats_.refused = true;
+            return;
+        }
+        (void)rtp::for_each_rtcp(d, [this](const rtp::rtcp_view& r) {
+            if (r.is_pli() && r.media_ssrc() == video_.ssrc) {
+                ++stats_.keyframe_requests;
+                key_requested_ = true;
+            }
+        });
+    }
+
+    Transport transport_;
+    [[no_unique_address]] Sink sink_;
+    config cfg_;
+    asio::steady_timer hello_timer_;
+    asio::steady_timer report_timer_;
+    // Codec thread state.
+    typename video_codec::encoder venc_;
+    typename audio_codec::encoder aenc_;
+    // Network thread state.
+    detail::outgoing_media<video_codec> video_;
+    detail::outgoing_media<audio_codec> audio_;
+    std::uint16_t transport_sequence_ = 0;
+    std::array<std::uint8_t, max_datagram_size> rx_{};
+    transport::endpoint rx_from_;
+    bool running_ = false;
+    // Shared.
+    std::atomic<int> pending_video_{0};
+    std::atomic<bool> key_requested_{false};
+    atomic_stats stats_;
+    worker worker_; // last member: its thread stops before the state above is destroyed
+};
+
+} // namespace onair

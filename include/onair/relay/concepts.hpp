@@ -1,0 +1,84 @@
+// onair — the relay policy family: the forwarding decision of a relay node.
+//
+// basic_relay_node owns the socket, the packet pool and the timers; it parses what arrives
+// and hands typed events to its relay policy, together with a context the policy uses to
+// act. The context type is a template parameter of each hook, so every call is resolved at
+// compile time.
+//
+// Context `ctx` offered by the node:
+//   ctx.send(const endpoint&, bytes_view)                   one datagram
+//   ctx.send_session(const endpoint&, const rtp::session_message&)
+//   ctx.request_keyframe(const endpoint& publisher, std::uint32_t media_ssrc)  sends a PLI
+//   ctx.deliver(const rtp::stream_description&, media_kind, const rtp::packet_view&)  to the node's sink
+//   ctx.now() -> std::chrono::steady_clock::time_point
+//
+// Requirements on a relay policy R (see docs/concepts/Relay.md):
+//   r.on_session(ctx, const rtp::session_message&, const endpoint& from)
+//   r.on_rtp(ctx, const packet_ref&, const rtp::packet_view&, const endpoint& from)
+//   r.on_rtcp(ctx, bytes_view compound, const endpoint& from)
+//   r.on_timer(ctx)                                         every node tick (~20 ms)
+//   r.stats() -> const relay_stats&
+#pragma once
+
+#include "onair/core/media_frame.hpp"
+#include "onair/core/packet_buffer.hpp"
+#include "onair/rtp/packet.hpp"
+#include "onair/rtp/session_message.hpp"
+#include "onair/transport/concepts.hpp"
+
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+
+namespace onair::relay {
+
+using transport::endpoint;
+
+/// Counters every relay policy keeps; the node reports them.
+struct relay_stats {
+    std::uint64_t rtp_forwarded = 0;       ///< datagrams sent to subscribers
+    std::uint64_t bytes_forwarded = 0;
+    std::uint64_t unknown_stream = 0;      ///< RTP whose SSRC no publisher announced
+    std::uint64_t unauthorized = 0;        ///< RTP for a known SSRC from another address
+    std::uint64_t keyframe_requests = 0;   ///< PLIs sent to publishers
+    std::uint64_t keyframe_requests_suppressed = 0; ///< asked for, but within 300 ms of the last
+    std::uint64_t refused_sessions = 0;
+    std::uint64_t malformed_rtcp = 0;
+};
+
+namespace detail {
+/// The smallest context a relay policy may be given; used to check models.
+struct context_archetype {
+    void send(const endpoint&, rtp::bytes_view) {}
+    void send_session(const endpoint&, const rtp::session_message&) {}
+    void request_keyframe(const endpoint&, std::uint32_t) {}
+    void deliver(const rtp::stream_description&, media_kind, const rtp::packet_view&) {}
+    std::chrono::steady_clock::time_point now() const { return {}; }
+};
+} // namespace detail
+
+template <class R>
+concept relay_policy = requires(R& r, const R& cr, detail::context_archetype& ctx, const rtp::session_message& m,
+                                const endpoint& from, const packet_ref& pkt, const rtp::packet_view& pv,
+                                rtp::bytes_view compound) {
+    r.on_session(ctx, m, from);
+    r.on_rtp(ctx, pkt, pv, from);
+    r.on_rtcp(ctx, compound, from);
+    r.on_timer(ctx);
+    { cr.stats() } -> std::convertible_to<const relay_stats&>;
+};
+
+/// The do-nothing relay: accepts every event and forwards nothing.
+class null {
+public:
+    template <class Ctx> void on_session(Ctx&, const rtp::session_message&, const endpoint&) {}
+    template <class Ctx> void on_rtp(Ctx&, const packet_ref&, const rtp::packet_view&, const endpoint&) {}
+    template <class Ctx> void on_rtcp(Ctx&, rtp::bytes_view, const endpoint&) {}
+    template <class Ctx> void on_timer(Ctx&) {}
+    const relay_stats& stats() const noexcept { return stats_; }
+
+private:
+    relay_stats stats_;
+};
+
+} // namespace onair::relay

@@ -1,0 +1,180 @@
+// onair — basic_relay_node: a media server composed from a transport, a relay policy and a sink.
+#pragma once
+
+#include "onair/core/packet_buffer.hpp"
+#include "onair/relay/concepts.hpp"
+#include "onair/relay/sfu.hpp"
+#include "onair/rtp/packet.hpp"
+#include "onair/rtp/rtcp.hpp"
+#include "onair/rtp/session_message.hpp"
+#include "onair/sink/packet_sink.hpp"
+#include "onair/transport/concepts.hpp"
+#include "onair/transport/udp.hpp"
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <utility>
+
+namespace onair {
+
+/// Counters of what a relay node received and refused.
+struct relay_node_stats {
+    std::uint64_t datagrams = 0;
+    std::uint64_t rtp = 0;
+    std::uint64_t rtcp = 0;
+    std::uint64_t session_messages = 0;
+    std::uint64_t malformed = 0; ///< dropped: not RTP/RTCP, or failed to parse
+};
+
+struct relay_node_config {
+    /// Period of the relay policy's housekeeping (timeouts, deferred keyframe requests).
+    std::chrono::milliseconds tick{20};
+};
+
+/// A relay node (media server): receives publishers' RTP and RTCP on one transport and lets
+/// its relay policy forward them to subscribers; attached sinks see every accepted packet.
+///
+/// @tparam Transport a transport::transport (udp in production, memory in tests)
+/// @tparam Relay     a relay::relay_policy (sfu)
+/// @tparam Sink      a sink::packet_sink fed with every accepted RTP packet
+///
+/// Thread safety: all members run on the io_context the transport was made with; call
+/// start()/stop() from that thread or before it runs. stats() may be read on that thread.
+template <class Transport, class Relay = relay::sfu, class Sink = sink::null_packets>
+class basic_relay_node {
+    static_assert(transport::transport<Transport>, "Transport type requirements not met (see onair/transport/concepts.hpp)");
+    static_assert(relay::relay_policy<Relay>, "Relay type requirements not met (see onair/relay/concepts.hpp)");
+    static_assert(sink::packet_sink<Sink>, "Sink type requirements not met (see onair/sink/packet_sink.hpp)");
+
+public:
+    using clock = std::chrono::steady_clock;
+
+    /// Constructs the transport in place from `args` (e.g. io_context and bind endpoint).
+    template <class... Args>
+    basic_relay_node(Relay relay, Sink sink, relay_node_config cfg, Args&&... args)
+        : transport_(std::forward<Args>(args)...), relay_(std::move(relay)), sink_(std::move(sink)),
+          cfg_(cfg), timer_(transport_.get_executor()) {}
+
+    template <class... Args>
+    explicit basic_relay_node(std::in_place_t, Args&&... args)
+        : basic_relay_node(Relay{}, Sink{}, relay_node_config{}, std::forward<Args>(args)...) {}
+
+    basic_relay_node(const basic_relay_node&) = delete;
+    basic_relay_node& operator=(const basic_relay_node&) = delete;
+
+    /// Starts receiving and the housekeeping timer.
+    void start() {
+        running_ = true;
+        receive();
+        arm_timer();
+    }
+    /// Stops receiving; pending handlers complete with operation_aborted.
+    void stop() {
+        running_ = false;
+        timer_.cancel();
+        transport_.close();
+    }
+
+    transport::endpoint local_endpoint() const { return transport_.local_endpoint(); }
+    Transport& transport() noexcept { return transport_; }
+    Relay& relay() noexcept { return relay_; }
+    const Relay& relay() const noexcept { return relay_; }
+    Sink& sink() noexcept { return sink_; }
+    const relay_node_stats& stats() const noexcept { return stats_; }
+
+private:
+    // The context handed to the relay policy: the node's send and clock facilities.
+    struct context {
+        basic_relay_node& n;
+        void send(const transport::endpoint& to, rtp::bytes_view b) {
+            n.transport_.send_to(asio::buffer(b.data(), b.size()), to);
+        }
+        void send_session(const transport::endpoint& to, const rtp::session_message& m) {
+            std::array<std::uint8_t, 1024> buf;
+            if (const std::size_t len = rtp::write_session_message(m, buf)) send(to, {buf.data(), len});
+        }
+        void request_keyframe(const transport::endpoint& publisher, std::uint32_t media_ssrc) {
+            std::array<std::uint8_t, 64> buf;
+            if (const std::size_t len = rtp::write_pli(buf, relay_ssrc, media_ssrc)) send(publisher, {buf.data(), len});
+        }
+        void deliver(const rtp::stream_description& d, media_kind k, const rtp::packet_view& p) {
+            n.sink_.on_packet(d, k, p);
+        }
+        clock::time_point now() const { return clock::now(); }
+    };
+    static constexpr std::uint32_t relay_ssrc = 0x6f6e6169;
+
+    void receive() {
+        if (!buf_ || buf_.use_count() > 1) buf_ = pool_.acquire();
+        auto cap = buf_.capacity();
+        transport_.async_receive_from(asio::buffer(cap.data(), cap.size()), from_,
+                                      [this](std::error_code ec, std::size_t n) { on_receive(ec, n); });
+    }
+
+    void on_receive(std::error_code ec, std::size_t n) {
+        if (!running_ || ec == asio::error::operation_aborted) return;
+        if (!ec) {
+            buf_.resize(n);
+            dispatch();
+        }
+        receive();
+    }
+
+    void dispatch() {
+        ++stats_.datagrams;
+        context ctx{*this};
+        const rtp::bytes_view d = buf_.bytes();
+        if (rtp::is_rtcp(d)) {
+            ++stats_.rtcp;
+            if (rtp::is_session_message(d)) {
+                rtp::session_message m;
+                if (rtp::parse_session_message(d, m)) {
+                    ++stats_.malformed;
+                    return;
+                }
+                ++stats_.session_messages;
+                relay_.on_session(ctx, m, from_);
+                return;
+            }
+            relay_.on_rtcp(ctx, d, from_);
+            return;
+        }
+        rtp::packet_view p;
+        if (rtp::parse(d, p)) {
+            ++stats_.malformed;
+            return;
+        }
+        ++stats_.rtp;
+        relay_.on_rtp(ctx, buf_, p, from_);
+    }
+
+    void arm_timer() {
+        timer_.expires_after(cfg_.tick);
+        timer_.async_wait([this](std::error_code ec) {
+            if (ec || !running_) return;
+            context ctx{*this};
+            relay_.on_timer(ctx);
+            arm_timer();
+        });
+    }
+
+    Transport transport_;
+    [[no_unique_address]] Relay relay_;
+    [[no_unique_address]] Sink sink_;
+    relay_node_config cfg_;
+    asio::steady_timer timer_;
+    packet_pool pool_;
+    packet_ref buf_;
+    transport::endpoint from_;
+    relay_node_stats stats_;
+    bool running_ = false;
+};
+
+/// A relay node on UDP forwarding with the sfu policy.
+using relay_node = basic_relay_node<transport::udp, relay::sfu>;
+
+} // namespace onair
