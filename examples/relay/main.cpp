@@ -1,0 +1,121 @@
+// onair-relay — a relay node (media server) on one UDP port.
+//
+// Hosts publish to it and viewers play from it with onair's session hellos. With
+// --forward STREAM=IP:PORT it also pushes that stream as plain RTP (video to PORT, audio
+// to PORT+2) and, with --sdp FILE, writes an SDP file ffmpeg/ffplay/GStreamer can open.
+#include "common/cli.hpp"
+
+#include <onair/relay_node.hpp>
+#include <onair/rtp/sdp.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+using namespace onair_examples;
+
+namespace {
+
+struct forward_target {
+    asio::ip::udp::endpoint video, audio;
+};
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+        if (!f) throw std::runtime_error("cannot write " + tmp);
+        f << text;
+    }
+    std::filesystem::rename(tmp, path);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    command_line cli("onair-relay", "relay node: forwards published streams to their viewers",
+                     {{"listen", "IP:PORT", "UDP address to serve on (required; port 0 picks one)"},
+                      {"forward", "STREAM=IP:PORT", "also push STREAM as plain RTP: video to PORT, audio to PORT+2", true},
+                      {"sdp", "FILE", "write the SDP of the --forward stream to FILE once it is live"},
+                      {"seconds", "N", "stop after N seconds (default: run until SIGINT/SIGTERM)"},
+                      {"stats-every", "SEC", "print a statistics line every SEC seconds"}});
+    return guarded_main(cli, argc, argv, [&]() -> int {
+        const auto listen = parse_endpoint(cli.require("listen"), "--listen");
+        const double seconds = cli.number<double>("seconds", 0, 0, 1e9);
+        const double stats_every = cli.number<double>("stats-every", 0, 0, 1e6);
+        std::map<std::string, forward_target> forwards;
+        for (const auto& f : cli.all("forward")) {
+            const auto eq = f.find('=');
+            if (eq == std::string::npos || eq == 0) throw usage_error("--forward: expected STREAM=IP:PORT, got '" + f + "'");
+            const auto video = parse_endpoint(f.substr(eq + 1), "--forward");
+            if (video.port() == 0 || video.port() > 65533) throw usage_error("--forward: PORT must be 1..65533");
+            forwards[f.substr(0, eq)] = {video, {video.address(), static_cast<unsigned short>(video.port() + 2)}};
+        }
+        const std::string sdp_path = cli.get("sdp");
+        if (!sdp_path.empty() && forwards.size() != 1) throw usage_error("--sdp needs exactly one --forward");
+
+        asio::io_context io(1);
+        onair::relay::sfu_config rc;
+        rc.on_stream_live = [&](const onair::rtp::stream_description& d) {
+            auto it = forwards.find(d.name);
+            if (it == forwards.end() || sdp_path.empty()) return;
+            write_file_atomically(sdp_path, onair::rtp::make_sdp(d, it->second.video, it->second.audio));
+            std::printf("onair-relay: stream '%s' live (%s + %s), SDP written to %s\n", d.name.c_str(),
+                        d.video_codec.c_str(), d.audio_codec.c_str(), sdp_path.c_str());
+            std::fflush(stdout);
+        };
+        onair::relay::sfu policy(std::move(rc));
+        for (const auto& [name, t] : forwards) policy.add_forward(name, t.video, t.audio);
+
+        onair::relay_node node(std::move(policy), {}, {}, io, listen);
+        node.start();
+        std::printf("onair-relay: listening on %s:%u\n", node.local_endpoint().address().to_string().c_str(),
+                    node.local_endpoint().port());
+        std::fflush(stdout);
+
+        auto report = [&] {
+            const auto& n = node.stats();
+            const auto& r = node.relay().stats();
+            std::printf("onair-relay: datagrams=%llu rtp=%llu rtcp=%llu malformed=%llu forwarded=%llu bytes_forwarded=%llu "
+                        "unknown_stream=%llu unauthorized=%llu keyframe_requests=%llu streams=%zu\n",
+                        (unsigned long long)n.datagrams, (unsigned long long)n.rtp, (unsigned long long)n.rtcp,
+                        (unsigned long long)n.malformed, (unsigned long long)r.rtp_forwarded,
+                        (unsigned long long)r.bytes_forwarded, (unsigned long long)r.unknown_stream,
+                        (unsigned long long)r.unauthorized, (unsigned long long)r.keyframe_requests,
+                        node.relay().stream_count());
+            std::fflush(stdout);
+        };
+
+        asio::signal_set signals(io, SIGINT, SIGTERM);
+        signals.async_wait([&](std::error_code ec, int) {
+            if (!ec) io.stop();
+        });
+        asio::steady_timer deadline(io);
+        if (seconds > 0) {
+            deadline.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                std::chrono::duration<double>(seconds)));
+            deadline.async_wait([&](std::error_code ec) {
+                if (!ec) io.stop();
+            });
+        }
+        asio::steady_timer ticker(io);
+        std::function<void()> arm = [&] {
+            ticker.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                std::chrono::duration<double>(stats_every)));
+            ticker.async_wait([&](std::error_code ec) {
+                if (ec) return;
+                report();
+                arm();
+            });
+        };
+        if (stats_every > 0) arm();
+        io.run();
+        report();
+        return 0;
+    });
+}
