@@ -5,6 +5,7 @@
 #include "onair/codec/av.hpp"
 #include "onair/core/error.hpp"
 #include "onair/core/packet_buffer.hpp"
+#include "onair/core/timer.hpp"
 #include "onair/core/random.hpp"
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
@@ -16,7 +17,6 @@
 #include "onair/transport/udp.hpp"
 
 #include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
 
 #include <array>
 #include <atomic>
@@ -71,7 +71,7 @@ struct outgoing_media {
 /// io_context's pending handlers (stop it, then destroy).
 template <class Codec, class Transport = transport::udp, class Sink = sink::null>
 class basic_host {
-    static_assert(codec::av_codec<Codec>, "Codec must be codec::av<Video, Audio> with a video_codec and an audio_codec");
+    static_assert(codec::check_av_codec<Codec>());
     static_assert(transport::transport<Transport>, "Transport type requirements not met (see onair/transport/concepts.hpp)");
     static_assert(sink::media_sink<Sink>, "Sink type requirements not met (see onair/sink/concepts.hpp)");
 
@@ -282,7 +282,7 @@ private:
     void send_report(Media& m, ClockRate clock_rate) {
         if (!m.sent_any) return;
         const timestamp t = now();
-        rtp::sender_report sr;
+        rtp::rtcp::sender_report sr;
         sr.ssrc = m.ssrc;
         sr.ntp_timestamp = to_ntp(t);
         const auto elapsed_us = (t - m.last_capture).count();
@@ -290,9 +290,13 @@ private:
                            static_cast<std::uint32_t>(elapsed_us * static_cast<std::int64_t>(clock_rate) / 1'000'000);
         sr.packet_count = m.packets;
         sr.octet_count = m.octets;
-        std::array<std::uint8_t, 256> buf;
-        if (const std::size_t n = rtp::write_sender_report(buf, sr, cfg_.stream))
-            transport_.send_to(asio::buffer(buf.data(), n), cfg_.relay);
+        // Compound: SR then SDES with the stream name as CNAME (RFC 3550 §6.1).
+        std::array<std::uint8_t, 512> buf;
+        const std::size_t n = rtp::rtcp::write_sender_report(sr, buf);
+        if (n == 0) return;
+        const std::size_t c = rtp::rtcp::write_sdes_cname(m.ssrc, cfg_.stream, std::span(buf).subspan(n));
+        if (c == 0) return;
+        transport_.send_to(asio::buffer(buf.data(), n + c), cfg_.relay);
     }
 
     void arm_report() {
@@ -323,19 +327,20 @@ private:
             else if (m.status == rtp::session_status::refused) stats_.refused = true;
             return;
         }
-        (void)rtp::for_each_rtcp(d, [this](const rtp::rtcp_view& r) {
-            if (r.is_pli() && r.media_ssrc() == video_.ssrc) {
+        rtp::rtcp::parse_counts counts;
+        (void)rtp::rtcp::parse_compound(d, [this](const rtp::rtcp::pli& pli) {
+            if (pli.media_ssrc == video_.ssrc) {
                 ++stats_.keyframe_requests;
                 key_requested_ = true;
             }
-        });
+        }, counts);
     }
 
     Transport transport_;
     [[no_unique_address]] Sink sink_;
     config cfg_;
-    asio::steady_timer hello_timer_;
-    asio::steady_timer report_timer_;
+    steady_timer_for<typename Transport::executor_type> hello_timer_;
+    steady_timer_for<typename Transport::executor_type> report_timer_;
     // Codec thread state.
     typename video_codec::encoder venc_;
     typename audio_codec::encoder aenc_;

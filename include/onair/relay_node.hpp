@@ -2,6 +2,7 @@
 #pragma once
 
 #include "onair/core/packet_buffer.hpp"
+#include "onair/core/timer.hpp"
 #include "onair/relay/concepts.hpp"
 #include "onair/relay/sfu.hpp"
 #include "onair/rtp/packet.hpp"
@@ -12,7 +13,6 @@
 #include "onair/transport/udp.hpp"
 
 #include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
 
 #include <array>
 #include <chrono>
@@ -99,7 +99,7 @@ private:
         }
         void request_keyframe(const transport::endpoint& publisher, std::uint32_t media_ssrc) {
             std::array<std::uint8_t, 64> buf;
-            if (const std::size_t len = rtp::write_pli(buf, relay_ssrc, media_ssrc)) send(publisher, {buf.data(), len});
+            if (const std::size_t len = rtp::rtcp::write_pli(relay_ssrc, media_ssrc, buf)) send(publisher, {buf.data(), len});
         }
         void deliver(const rtp::stream_description& d, media_kind k, const rtp::packet_view& p) {
             n.sink_.on_packet(d, k, p);
@@ -166,7 +166,7 @@ private:
     [[no_unique_address]] Relay relay_;
     [[no_unique_address]] Sink sink_;
     relay_node_config cfg_;
-    asio::steady_timer timer_;
+    steady_timer_for<typename Transport::executor_type> timer_;
     packet_pool pool_;
     packet_ref buf_;
     transport::endpoint from_;

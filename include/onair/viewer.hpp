@@ -4,6 +4,7 @@
 
 #include "onair/codec/av.hpp"
 #include "onair/core/error.hpp"
+#include "onair/core/timer.hpp"
 #include "onair/core/random.hpp"
 #include "onair/core/stats.hpp"
 #include "onair/core/time.hpp"
@@ -16,7 +17,6 @@
 #include "onair/transport/udp.hpp"
 
 #include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
 
 #include <array>
 #include <atomic>
@@ -55,7 +55,7 @@ struct viewer_stats {
 /// network thread or while it is not running.
 template <class Codec, class Transport = transport::udp, class Sink = sink::null>
 class basic_viewer {
-    static_assert(codec::av_codec<Codec>, "Codec must be codec::av<Video, Audio> with a video_codec and an audio_codec");
+    static_assert(codec::check_av_codec<Codec>());
     static_assert(transport::transport<Transport>, "Transport type requirements not met (see onair/transport/concepts.hpp)");
     static_assert(sink::media_sink<Sink>, "Sink type requirements not met (see onair/sink/concepts.hpp)");
 
@@ -231,7 +231,7 @@ private:
         if (last_pli_ && t - *last_pli_ < cfg_.keyframe_request_interval) return;
         last_pli_ = t;
         std::array<std::uint8_t, 64> buf;
-        if (const std::size_t n = rtp::write_pli(buf, ssrc_, desc_.video_ssrc)) {
+        if (const std::size_t n = rtp::rtcp::write_pli(ssrc_, desc_.video_ssrc, buf)) {
             transport_.send_to(asio::buffer(buf.data(), n), cfg_.relay);
             std::lock_guard lock(mu_);
             ++stats_.keyframe_requests;
@@ -241,7 +241,7 @@ private:
     Transport transport_;
     [[no_unique_address]] Sink sink_;
     config cfg_;
-    asio::steady_timer hello_timer_;
+    steady_timer_for<typename Transport::executor_type> hello_timer_;
     std::uint32_t ssrc_;
     // Network thread state.
     typename video_codec::payload_format::depacketizer vdepack_;

@@ -9,6 +9,7 @@
 
 #include "onair/relay/concepts.hpp"
 #include "onair/rtp/keyframe.hpp"
+#include "onair/core/overloaded.hpp"
 #include "onair/rtp/rtcp.hpp"
 
 #include <algorithm>
@@ -115,10 +116,30 @@ public:
 
     template <class Ctx>
     void on_rtcp(Ctx& ctx, rtp::bytes_view compound, const endpoint& from) {
-        const std::error_code ec = rtp::for_each_rtcp(compound, [&](const rtp::rtcp_view& r) {
-            on_rtcp_packet(ctx, compound, r, from);
-        });
+        stream* reported = nullptr; // stream whose publisher sent a sender report in here
+        bool video_report = false;
+        const std::error_code ec = rtp::rtcp::parse_compound(
+            compound,
+            overloaded{
+                [&](const rtp::rtcp::pli& pli) { on_pli(ctx, pli.media_ssrc, from); },
+                [&](const rtp::rtcp::sender_report& sr) {
+                    auto it = by_ssrc_.find(sr.ssrc);
+                    if (it == by_ssrc_.end() || it->second->publisher != from) return;
+                    reported = it->second;
+                    video_report = sr.ssrc == reported->desc.video_ssrc;
+                },
+            },
+            rtcp_counts_);
         if (ec) ++stats_.malformed_rtcp;
+        // The publisher's compound (SR + SDES) goes on to subscribers unchanged: they need
+        // the NTP <-> RTP mapping for lip sync. Receiver reports and feedback end here:
+        // the relay terminates RTCP per leg.
+        if (reported) {
+            for (auto& sub : reported->subscribers) {
+                if (sub.fixed) continue; // plain-RTP targets listen for RTCP on another port
+                ctx.send(video_report ? sub.video_to : sub.audio_to, compound);
+            }
+        }
     }
 
     template <class Ctx>
@@ -210,26 +231,13 @@ private:
     }
 
     template <class Ctx>
-    void on_rtcp_packet(Ctx& ctx, rtp::bytes_view, const rtp::rtcp_view& r, const endpoint& from) {
-        if (r.is_pli()) {
-            // A subscriber (or a fixed target) lost its picture: ask the publisher, rate-limited.
-            auto it = by_ssrc_.find(r.media_ssrc());
-            if (it == by_ssrc_.end()) return;
-            stream& s = *it->second;
-            if (!is_subscriber(s, from)) return;
-            request_keyframe(ctx, s, ctx.now());
-        } else if (r.is_sender_report()) {
-            // Publisher's SR: subscribers need it for NTP <-> RTP mapping (lip sync).
-            auto it = by_ssrc_.find(r.sender_ssrc());
-            if (it == by_ssrc_.end() || it->second->publisher != from) return;
-            stream& s = *it->second;
-            const bool video = r.sender_ssrc() == s.desc.video_ssrc;
-            for (auto& sub : s.subscribers) {
-                if (sub.fixed) continue; // plain-RTP targets listen for RTCP on another port
-                ctx.send(video ? sub.video_to : sub.audio_to, r.bytes());
-            }
-        }
-        // Receiver reports and other feedback end here: the relay terminates RTCP per leg.
+    void on_pli(Ctx& ctx, std::uint32_t media_ssrc, const endpoint& from) {
+        // A subscriber lost its picture: ask the publisher, rate-limited per stream.
+        auto it = by_ssrc_.find(media_ssrc);
+        if (it == by_ssrc_.end()) return;
+        stream& s = *it->second;
+        if (!is_subscriber(s, from)) return;
+        request_keyframe(ctx, s, ctx.now());
     }
 
     template <class Ctx>
@@ -274,6 +282,7 @@ private:
     std::unordered_map<std::string, stream> streams_; // node-based: stream addresses are stable
     std::unordered_map<std::uint32_t, stream*> by_ssrc_;
     relay_stats stats_;
+    rtp::rtcp::parse_counts rtcp_counts_;
 };
 
 } // namespace onair::relay

@@ -4,6 +4,7 @@
 // once to a video_format; per packet it is a switch over a closed set, not a dispatch.
 #pragma once
 
+#include "onair/codec/passthrough.hpp"
 #include "onair/rtp/generic.hpp"
 #include "onair/rtp/packet.hpp"
 #include "onair/rtp/vp8.hpp"
@@ -26,7 +27,7 @@ inline video_format video_format_of(std::string_view name) noexcept {
     };
     if (eq(name, "VP8")) return video_format::vp8;
     if (eq(name, "VP9")) return video_format::vp9;
-    if (eq(name, generic_payload::encoding_name)) return video_format::generic;
+    if (eq(name, codec::passthrough_video::encoding_name)) return video_format::generic;
     return video_format::unknown;
 }
 
@@ -36,7 +37,10 @@ inline bool starts_keyframe(video_format f, bytes_view payload) noexcept {
     switch (f) {
     case video_format::vp8: return vp8_keyframe_start(payload);
     case video_format::vp9: return vp9_keyframe_start(payload);
-    case video_format::generic: return generic_keyframe_start(payload);
+    case video_format::generic: {
+        generic_descriptor d;
+        return !parse_generic_descriptor(payload, d) && d.start && d.keyframe;
+    }
     case video_format::unknown: return true;
     }
     return true;

@@ -4,6 +4,7 @@
 #include "onair/transport/concepts.hpp"
 
 #include <asio/io_context.hpp>
+#include <asio/basic_datagram_socket.hpp>
 #include <asio/ip/udp.hpp>
 #include <asio/socket_base.hpp>
 
@@ -19,10 +20,11 @@ namespace onair::transport {
 class udp {
 public:
     using executor_type = asio::io_context::executor_type;
+    using socket_type = asio::basic_datagram_socket<asio::ip::udp, executor_type>;
 
     /// Binds to `local` (port 0 picks an ephemeral port). Throws std::system_error.
     udp(asio::io_context& ctx, const endpoint& local, int buffer_bytes = 4 << 20)
-        : socket_(ctx, local.protocol()) {
+        : socket_(ctx.get_executor(), local.protocol()) {
         socket_.set_option(asio::socket_base::reuse_address(true));
         std::error_code ignored; // the kernel caps these at rmem_max/wmem_max: best effort
         socket_.set_option(asio::socket_base::receive_buffer_size(buffer_bytes), ignored);
@@ -64,10 +66,10 @@ public:
         socket_.close(ignored);
     }
     const transport_stats& stats() const noexcept { return stats_; }
-    asio::ip::udp::socket& socket() noexcept { return socket_; }
+    socket_type& socket() noexcept { return socket_; }
 
 private:
-    asio::ip::udp::socket socket_;
+    socket_type socket_;
     transport_stats stats_;
 };
 
