@@ -14,6 +14,7 @@
 #include "onair/rtp/fragmenter.hpp"
 #include "onair/rtp/frame_assembler.hpp"
 #include "onair/rtp/packet.hpp"
+#include "onair/rtp/payload_concepts.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -100,5 +101,7 @@ struct generic_payload {
         frame_assembler assembler_;
     };
 };
+
+static_assert(payload_format<generic_payload>, "generic_payload must model rtp::payload_format");
 
 } // namespace onair::rtp

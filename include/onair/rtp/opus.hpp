@@ -7,6 +7,7 @@
 #include "onair/core/media_frame.hpp"
 #include "onair/rtp/frame_assembler.hpp"
 #include "onair/rtp/packet.hpp"
+#include "onair/rtp/payload_concepts.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -66,5 +67,7 @@ struct opus_payload {
         frame_assembler assembler_;
     };
 };
+
+static_assert(payload_format<opus_payload>, "opus_payload must model rtp::payload_format");
 
 } // namespace onair::rtp

@@ -18,6 +18,7 @@
 #include "onair/rtp/fragmenter.hpp"
 #include "onair/rtp/frame_assembler.hpp"
 #include "onair/rtp/packet.hpp"
+#include "onair/rtp/payload_concepts.hpp"
 
 #include <array>
 #include <cstddef>
@@ -133,8 +134,10 @@ struct vp8_payload {
     class packetizer {
     public:
         packetizer() = default;
+        /// Starts numbering at the given picture id and base-layer index (0 by default; a
+        /// sender picks random ones so a restarted stream is not mistaken for the old one).
         explicit packetizer(std::uint16_t first_picture_id, std::uint8_t first_tl0picidx = 0) noexcept
-            : picture_id_(first_picture_id & 0x7fff), tl0picidx_(first_tl0picidx) {}
+            : picture_id_(first_picture_id & 0x7fff), tl0picidx_(static_cast<std::uint8_t>(first_tl0picidx - 1)) {}
 
         /// Splits `f` into packets of at most `max_payload` bytes (descriptor included),
         /// calling emit(descriptor, data, marker) for each. Fails without emitting when the
@@ -208,5 +211,7 @@ struct vp8_payload {
         frame_assembler assembler_;
     };
 };
+
+static_assert(payload_format<vp8_payload>, "vp8_payload must model rtp::payload_format");
 
 } // namespace onair::rtp

@@ -1,0 +1,367 @@
+#include "onair/rtp/frame_assembler.hpp"
+
+#include "onair/core/time.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <vector>
+
+using namespace onair;
+using namespace onair::rtp;
+
+namespace {
+
+/// One packet as a test describes it: the assembler only needs seq, timestamp, flags, data.
+struct pkt {
+    std::uint16_t seq;
+    std::uint32_t ts;
+    bool start;
+    bool end;
+    std::vector<std::uint8_t> data;
+    std::optional<std::uint64_t> capture_ntp{};
+    bool keyframe = false;
+    std::optional<std::uint8_t> tid{};
+    int width = 0;
+    int height = 0;
+};
+
+class harness {
+public:
+    explicit harness(assembler_limits l = {}) : a(l) {}
+
+    void push(const pkt& p) {
+        header h;
+        h.sequence = p.seq;
+        h.timestamp = p.ts;
+        h.marker = p.end;
+        h.abs_capture_time = p.capture_ntp;
+        wire.assign(header_size(h) + p.data.size(), 0);
+        REQUIRE(serialize(h, p.data, wire) == wire.size());
+        packet_view pv;
+        REQUIRE_FALSE(parse(wire, pv));
+        fragment_info fi;
+        fi.data = pv.payload;
+        fi.start = p.start;
+        fi.end = p.end;
+        fi.keyframe = p.keyframe;
+        fi.temporal_layer = p.tid;
+        fi.width = p.width;
+        fi.height = p.height;
+        a.push(pv, media_kind::video, fi, [this](encoded_frame&& f) { frames.push_back(std::move(f)); });
+    }
+    void push_all(const std::vector<pkt>& ps) {
+        for (const auto& p : ps) push(p);
+    }
+
+    frame_assembler a;
+    std::vector<encoded_frame> frames;
+    std::vector<std::uint8_t> wire;
+};
+
+/// A frame of `n` packets starting at `seq`, each carrying `per` bytes (value = index).
+std::vector<pkt> frame(std::uint16_t seq, std::uint32_t ts, std::size_t n, std::size_t per = 10) {
+    std::vector<pkt> v;
+    std::uint8_t value = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        pkt p{static_cast<std::uint16_t>(seq + i), ts, i == 0, i + 1 == n, {}, {}};
+        for (std::size_t k = 0; k < per; ++k) p.data.push_back(value++);
+        v.push_back(std::move(p));
+    }
+    return v;
+}
+
+std::vector<std::uint8_t> concat(const std::vector<pkt>& ps) {
+    std::vector<std::uint8_t> out;
+    for (const auto& p : ps) out.insert(out.end(), p.data.begin(), p.data.end());
+    return out;
+}
+
+} // namespace
+
+TEST_SUITE_BEGIN("rtp.frame_assembler");
+
+TEST_CASE("in-order packets make one frame with the data concatenated") {
+    harness h;
+    const auto f = frame(100, 9000, 3);
+    h.push(f[0]);
+    h.push(f[1]);
+    CHECK(h.frames.empty());
+    CHECK(h.a.buffered_packets() == 2);
+    h.push(f[2]);
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].data == concat(f));
+    CHECK(h.frames[0].rtp_timestamp == 9000);
+    CHECK(h.frames[0].kind == media_kind::video);
+    CHECK(h.a.buffered_packets() == 0);
+    CHECK(h.a.buffered_bytes() == 0);
+    CHECK(h.a.stats().frames == 1);
+    CHECK(h.a.stats().packets == 3);
+    CHECK(h.a.dropped() == 0);
+}
+
+TEST_CASE("a single packet flagged start and end is a frame") {
+    harness h;
+    h.push(pkt{7, 1, true, true, {1, 2, 3}, {}});
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].data == std::vector<std::uint8_t>{1, 2, 3});
+}
+
+TEST_CASE("any order, across the sequence wrap") {
+    for (std::uint32_t seed = 1; seed <= 20; ++seed) {
+        harness h;
+        auto f = frame(65530, 3000, 12); // 65530..65535, 0..5
+        auto shuffled = f;
+        std::mt19937 rng(seed);
+        std::shuffle(shuffled.begin(), shuffled.end(), rng);
+        h.push_all(shuffled);
+        REQUIRE(h.frames.size() == 1);
+        CHECK(h.frames[0].data == concat(f));
+        CHECK(h.a.dropped() == 0);
+    }
+}
+
+TEST_CASE("a lost packet: that frame is never emitted, the next one is, the loss is counted") {
+    harness h;
+    auto a = frame(10, 1000, 4);
+    auto b = frame(14, 2000, 3);
+    h.push(a[0]);
+    h.push(a[1]);
+    h.push(a[3]); // a[2] lost
+    CHECK(h.frames.empty());
+    h.push_all(b);
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].rtp_timestamp == 2000);
+    CHECK(h.a.stats().incomplete == 1);
+    CHECK(h.a.dropped() == 1);
+    CHECK(h.a.buffered_packets() == 0); // a's packets were let go
+    // The lost packet turns up after all: too late, dropped and counted.
+    h.push(a[2]);
+    CHECK(h.frames.size() == 1);
+    CHECK(h.a.stats().late == 1);
+    CHECK(h.a.dropped() == 2);
+}
+
+TEST_CASE("a newer frame completing first gives up the older incomplete one") {
+    harness h;
+    auto a = frame(0, 100, 3);
+    auto b = frame(3, 200, 2);
+    h.push(a[0]);
+    h.push(a[2]);
+    h.push_all(b); // b completes while a waits for a[1]
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].rtp_timestamp == 200);
+    h.push(a[1]);
+    CHECK(h.frames.size() == 1);
+    CHECK(h.a.stats().incomplete == 1);
+    CHECK(h.a.stats().late == 1);
+}
+
+TEST_CASE("interleaved frames completing in order all come out, in order") {
+    harness h;
+    auto a = frame(0, 100, 3);
+    auto b = frame(3, 200, 3);
+    auto c = frame(6, 300, 3);
+    // b and c packets arrive before a finishes; a completes first.
+    h.push(a[0]);
+    h.push(b[1]);
+    h.push(a[1]);
+    h.push(c[2]);
+    h.push(b[0]);
+    h.push(a[2]); // a done
+    h.push(c[0]);
+    h.push(b[2]); // b done
+    h.push(c[1]); // c done
+    REQUIRE(h.frames.size() == 3);
+    CHECK(h.frames[0].rtp_timestamp == 100);
+    CHECK(h.frames[1].rtp_timestamp == 200);
+    CHECK(h.frames[2].rtp_timestamp == 300);
+    CHECK(h.a.dropped() == 0);
+}
+
+TEST_CASE("duplicates are ignored, before and after the frame completes") {
+    harness h;
+    auto a = frame(500, 100, 3);
+    h.push(a[0]);
+    h.push(a[0]);
+    h.push(a[1]);
+    h.push(a[1]);
+    CHECK(h.a.stats().duplicates == 2);
+    CHECK(h.a.buffered_packets() == 2);
+    h.push(a[2]);
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].data == concat(a));
+    h.push_all(a); // retransmissions of an emitted frame
+    CHECK(h.frames.size() == 1);
+    CHECK(h.a.stats().late == 3);
+    CHECK(h.a.dropped() == 3);
+}
+
+TEST_CASE("packets from before the last emitted frame are dropped, even across the wrap") {
+    harness h;
+    h.push_all(frame(65534, 100, 4)); // 65534, 65535, 0, 1
+    REQUIRE(h.frames.size() == 1);
+    h.push(pkt{65000, 50, true, true, {1}, {}}); // far older
+    h.push(pkt{65535, 100, true, true, {1}, {}}); // a copy from inside the frame
+    CHECK(h.frames.size() == 1);
+    CHECK(h.a.stats().late == 2);
+    h.push(pkt{2, 200, true, true, {9}, {}});
+    CHECK(h.frames.size() == 2);
+}
+
+TEST_CASE("frame metadata comes from the start packet, capture time from abs-capture-time") {
+    const timestamp t{std::chrono::microseconds{1'700'000'000'250'000}};
+    harness h;
+    auto f = frame(40, 777, 3);
+    f[0].keyframe = true;
+    f[0].tid = 2;
+    f[0].width = 1280;
+    f[0].height = 720;
+    f[0].capture_ntp = to_ntp(t);
+    f[2].capture_ntp = to_ntp(t + std::chrono::seconds{5}); // not the first packet's: ignored
+    // the start packet arrives last
+    h.push(f[2]);
+    h.push(f[1]);
+    h.push(f[0]);
+    REQUIRE(h.frames.size() == 1);
+    const auto& out = h.frames[0];
+    CHECK(out.keyframe);
+    CHECK(out.temporal_layer == 2);
+    CHECK(out.width == 1280);
+    CHECK(out.height == 720);
+    CHECK(out.capture_time == t);
+
+    SUBCASE("no extension: capture time stays unset") {
+        harness g;
+        g.push_all(frame(1, 1, 2));
+        REQUIRE(g.frames.size() == 1);
+        CHECK(g.frames[0].capture_time == timestamp{});
+        CHECK_FALSE(g.frames[0].keyframe);
+        CHECK(g.frames[0].temporal_layer == 0);
+    }
+}
+
+TEST_CASE("a frame over max_frame_bytes is dropped whole, the next frame still comes") {
+    assembler_limits l;
+    l.max_frame_bytes = 100;
+    harness h(l);
+    auto big = frame(0, 100, 20, 10); // 200 bytes
+    h.push_all(big);
+    CHECK(h.frames.empty());
+    CHECK(h.a.stats().oversized == 1);
+    CHECK(h.a.stats().late == 9); // the packets after the 10th go to the dropped frame
+    CHECK(h.a.buffered_packets() == 0);
+    h.push_all(frame(20, 200, 5, 10)); // 50 bytes
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].rtp_timestamp == 200);
+}
+
+TEST_CASE("a frame that never ends stops at max_packets") {
+    assembler_limits l;
+    l.max_packets = 64;
+    harness h(l);
+    for (std::uint16_t s = 0; s < 1000; ++s) {
+        h.push(pkt{s, 100, s == 0, false, {1, 2, 3}, {}});
+        REQUIRE(h.a.buffered_packets() <= 64);
+    }
+    CHECK(h.a.stats().oversized == 1);
+    CHECK(h.frames.empty());
+}
+
+TEST_CASE("incomplete frames are bounded by max_frames; the oldest goes first") {
+    assembler_limits l;
+    l.max_frames = 4;
+    harness h(l);
+    // 10 frames, each missing its last packet.
+    for (std::uint32_t i = 0; i < 10; ++i) {
+        auto f = frame(static_cast<std::uint16_t>(i * 3), 1000 * i, 3);
+        h.push(f[0]);
+        h.push(f[1]);
+    }
+    CHECK(h.a.stats().evicted == 6);
+    CHECK(h.a.buffered_packets() == 8);
+    // The newest frame can still complete; the oldest survivors are given up.
+    h.push(frame(27, 9000, 3)[2]);
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].rtp_timestamp == 9000);
+    CHECK(h.a.stats().incomplete == 3);
+}
+
+TEST_CASE("buffered bytes stay within max_buffered_bytes") {
+    assembler_limits l;
+    l.max_buffered_bytes = 1000;
+    l.max_frame_bytes = 600;
+    harness h(l);
+    for (std::uint32_t i = 0; i < 50; ++i) {
+        auto f = frame(static_cast<std::uint16_t>(i * 10), 100 * i, 10, 50); // 500 bytes each, never ends
+        for (std::size_t k = 0; k + 1 < f.size(); ++k) {
+            h.push(f[k]);
+            REQUIRE(h.a.buffered_bytes() <= 1000);
+        }
+    }
+    CHECK(h.a.stats().evicted > 0);
+}
+
+TEST_CASE("random streams never exceed the bounds") {
+    assembler_limits l;
+    l.max_packets = 256;
+    l.max_frames = 8;
+    l.max_buffered_bytes = 64 * 1024;
+    l.max_frame_bytes = 32 * 1024;
+    harness h(l);
+    std::mt19937 rng(1234);
+    for (int i = 0; i < 50'000; ++i) {
+        pkt p{static_cast<std::uint16_t>(rng()), static_cast<std::uint32_t>(rng() % 64), rng() % 4 == 0, rng() % 4 == 0,
+              std::vector<std::uint8_t>(rng() % 1200, 0xab), {}};
+        h.push(p);
+        REQUIRE(h.a.buffered_packets() <= 256);
+        REQUIRE(h.a.buffered_bytes() <= 64 * 1024);
+    }
+    const auto& s = h.a.stats();
+    CHECK(s.packets + s.late + s.duplicates + s.oversized + s.evicted >= 1); // it did something
+}
+
+TEST_CASE("reset forgets sequence history") {
+    harness h;
+    h.push_all(frame(1000, 100, 2));
+    REQUIRE(h.frames.size() == 1);
+    h.push(pkt{5, 200, true, true, {1}, {}});
+    CHECK(h.frames.size() == 1); // older than the last emitted frame
+    h.a.reset();
+    h.push(pkt{5, 200, true, true, {1}, {}});
+    CHECK(h.frames.size() == 2);
+}
+
+TEST_CASE("emit may push more packets: state is consistent when it runs") {
+    frame_assembler a;
+    std::vector<std::uint8_t> w1, w2;
+    auto make = [](std::vector<std::uint8_t>& w, std::uint16_t seq, std::uint32_t ts) {
+        header hd;
+        hd.sequence = seq;
+        hd.timestamp = ts;
+        w.assign(13, 0);
+        serialize(hd, std::vector<std::uint8_t>{0x42}, w);
+        packet_view pv;
+        REQUIRE_FALSE(parse(w, pv));
+        return pv;
+    };
+    const packet_view p1 = make(w1, 1, 10);
+    const packet_view p2 = make(w2, 2, 20);
+    fragment_info fi;
+    fi.start = fi.end = true;
+    fi.data = p1.payload;
+    int frames = 0;
+    a.push(p1, media_kind::video, fi, [&](encoded_frame&&) {
+        ++frames;
+        fragment_info inner = fi;
+        inner.data = p2.payload;
+        a.push(p2, media_kind::video, inner, [&](encoded_frame&&) { ++frames; });
+    });
+    CHECK(frames == 2);
+    CHECK(a.buffered_packets() == 0);
+}
+
+TEST_SUITE_END();
