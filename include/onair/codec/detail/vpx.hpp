@@ -1,0 +1,278 @@
+// onair — libvpx encoder/decoder shared by the VP8 and VP9 codec policies.
+//
+// Real-time settings as WebRTC uses them: no lag, CBR, VPX_DL_REALTIME, error resilient,
+// keyframes on request plus a long periodic interval. Traits select the interface and the
+// codec-specific controls.
+#pragma once
+
+#include "onair/codec/detail/video_config.hpp"
+#include "onair/core/error.hpp"
+#include "onair/core/media_frame.hpp"
+#include "onair/core/time.hpp"
+
+#include <vpx/vp8cx.h>
+#include <vpx/vp8dx.h>
+#include <vpx/vpx_decoder.h>
+#include <vpx/vpx_encoder.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+namespace onair::codec {
+
+namespace detail {
+
+struct vpx_ctx_deleter {
+    void operator()(vpx_codec_ctx_t* c) const noexcept {
+        vpx_codec_destroy(c);
+        delete c;
+    }
+};
+/// Heap-held so moving the owner never moves a context libvpx may point into.
+using vpx_ctx_ptr = std::unique_ptr<vpx_codec_ctx_t, vpx_ctx_deleter>;
+
+/// 90 kHz RTP timestamp of a capture instant (wraps modulo 2^32).
+inline std::uint32_t rtp_timestamp_90k(timestamp t) noexcept {
+    const auto us = static_cast<std::uint64_t>(t.time_since_epoch().count());
+    return static_cast<std::uint32_t>(us * 9u / 100u);
+}
+
+/// @tparam Traits supplies `iface()`, `dx_iface()`, `default_speed`, `undershoot_pct`, `overshoot_pct`
+///   and `apply_controls(ctx, config) -> bool`.
+/// Thread safety: encode() and open() from one thread; set_bitrate() and request_keyframe()
+/// may be called from any thread (they take effect on the next encode()).
+template <class Traits>
+class vpx_encoder {
+public:
+    vpx_encoder() = default;
+    vpx_encoder(const vpx_encoder&) = delete;
+    vpx_encoder& operator=(const vpx_encoder&) = delete;
+    vpx_encoder(vpx_encoder&& o) noexcept { move_from(o); }
+    vpx_encoder& operator=(vpx_encoder&& o) noexcept {
+        if (this != &o) move_from(o);
+        return *this;
+    }
+    ~vpx_encoder() = default;
+
+    std::error_code open(const video_config& c) {
+        ctx_.reset();
+        if (c.width <= 0 || c.height <= 0 || c.width > 16384 || c.height > 16384 || c.fps <= 0 ||
+            c.bitrate_kbps <= 0 || c.threads < 1 || c.max_quantizer < c.min_quantizer)
+            return errc::codec_init_failed;
+        config_ = c;
+        if (vpx_codec_enc_config_default(Traits::iface(), &cfg_, 0) != VPX_CODEC_OK) return errc::codec_init_failed;
+        cfg_.g_w = static_cast<unsigned>(c.width);
+        cfg_.g_h = static_cast<unsigned>(c.height);
+        cfg_.g_timebase = {1, 90'000};
+        cfg_.g_threads = static_cast<unsigned>(c.threads);
+        cfg_.g_lag_in_frames = 0;
+        cfg_.g_error_resilient = VPX_ERROR_RESILIENT_DEFAULT;
+        cfg_.g_pass = VPX_RC_ONE_PASS;
+        cfg_.rc_end_usage = VPX_CBR;
+        cfg_.rc_target_bitrate = static_cast<unsigned>(c.bitrate_kbps);
+        cfg_.rc_min_quantizer = static_cast<unsigned>(std::clamp(c.min_quantizer, 0, 63));
+        cfg_.rc_max_quantizer = static_cast<unsigned>(std::clamp(c.max_quantizer, 0, 63));
+        cfg_.rc_dropframe_thresh = static_cast<unsigned>(std::max(c.drop_frame_threshold, 0));
+        cfg_.rc_resize_allowed = 0;
+        cfg_.rc_undershoot_pct = Traits::undershoot_pct;
+        cfg_.rc_overshoot_pct = Traits::overshoot_pct;
+        cfg_.rc_buf_initial_sz = 500;
+        cfg_.rc_buf_optimal_sz = 600;
+        cfg_.rc_buf_sz = 1000;
+        if (c.keyframe_interval_s > 0) {
+            cfg_.kf_mode = VPX_KF_AUTO;
+            cfg_.kf_min_dist = 0;
+            cfg_.kf_max_dist = static_cast<unsigned>(c.keyframe_interval_s) * static_cast<unsigned>(c.fps);
+        } else {
+            cfg_.kf_mode = VPX_KF_DISABLED; // the first frame is still a keyframe
+        }
+        vpx_ctx_ptr ctx{new vpx_codec_ctx_t{}};
+        if (vpx_codec_enc_init(ctx.get(), Traits::iface(), &cfg_, 0) != VPX_CODEC_OK) {
+            delete ctx.release(); // init failed: nothing to destroy
+            return errc::codec_init_failed;
+        }
+        const int speed = c.speed.value_or(Traits::default_speed);
+        if (vpx_codec_control(ctx.get(), VP8E_SET_CPUUSED, speed) != VPX_CODEC_OK) return errc::codec_init_failed;
+        if (!Traits::apply_controls(ctx.get(), c)) return errc::codec_init_failed;
+        ctx_ = std::move(ctx);
+        pending_kbps_.store(0, std::memory_order_relaxed);
+        force_kf_.store(false, std::memory_order_relaxed);
+        next_pts_ = 0;
+        first_us_ = 0;
+        started_ = false;
+        return {};
+    }
+
+    bool is_open() const noexcept { return ctx_ != nullptr; }
+    const video_config& config() const noexcept { return config_; }
+    int bitrate_kbps() const noexcept { return static_cast<int>(cfg_.rc_target_bitrate); }
+
+    /// Target bitrate for the following frames (kbps, > 0).
+    void set_bitrate(int kbps) noexcept {
+        if (kbps > 0) pending_kbps_.store(kbps, std::memory_order_relaxed);
+    }
+    /// The next encoded frame is a keyframe.
+    void request_keyframe() noexcept { force_kf_.store(true, std::memory_order_relaxed); }
+
+    /// Encodes one I420 frame of the configured size; calls emit(encoded_frame&&) per output frame
+    /// (none when rate control drops the frame).
+    template <class Emit>
+    std::error_code encode(const video_frame& f, Emit&& emit) {
+        if (!ctx_) return errc::codec_failed;
+        if (!f.valid() || f.width != config_.width || f.height != config_.height) return errc::bad_frame;
+        if (const int kbps = pending_kbps_.exchange(0, std::memory_order_relaxed); kbps > 0) {
+            cfg_.rc_target_bitrate = static_cast<unsigned>(kbps);
+            if (vpx_codec_enc_config_set(ctx_.get(), &cfg_) != VPX_CODEC_OK) return errc::codec_failed;
+        }
+        vpx_image_t img;
+        auto* base = const_cast<std::uint8_t*>(f.data.data()); // libvpx only reads its input
+        if (!vpx_img_wrap(&img, VPX_IMG_FMT_I420, static_cast<unsigned>(f.width), static_cast<unsigned>(f.height), 1,
+                          base))
+            return errc::bad_frame;
+        // Our chroma planes are ceil(w/2) wide: set planes and strides explicitly.
+        img.planes[VPX_PLANE_Y] = base;
+        img.planes[VPX_PLANE_U] = base + (f.u() - f.y());
+        img.planes[VPX_PLANE_V] = base + (f.v() - f.y());
+        img.stride[VPX_PLANE_Y] = f.width;
+        img.stride[VPX_PLANE_U] = f.chroma_width();
+        img.stride[VPX_PLANE_V] = f.chroma_width();
+
+        // pts in the 90 kHz timebase from capture time, forced strictly increasing.
+        const std::int64_t us = f.capture_time.time_since_epoch().count();
+        if (!started_) { first_us_ = us; started_ = true; }
+        vpx_codec_pts_t pts = (us - first_us_) * 9 / 100;
+        if (pts < next_pts_) pts = next_pts_;
+        const unsigned long duration = static_cast<unsigned long>(90'000 / config_.fps);
+        next_pts_ = pts + 1;
+
+        const bool kf = force_kf_.exchange(false, std::memory_order_relaxed);
+        const vpx_enc_frame_flags_t flags = kf ? VPX_EFLAG_FORCE_KF : 0;
+        if (vpx_codec_encode(ctx_.get(), &img, pts, duration, flags, VPX_DL_REALTIME) != VPX_CODEC_OK) {
+            if (kf) force_kf_.store(true, std::memory_order_relaxed);
+            return errc::codec_failed;
+        }
+        vpx_codec_iter_t iter = nullptr;
+        while (const vpx_codec_cx_pkt_t* pkt = vpx_codec_get_cx_data(ctx_.get(), &iter)) {
+            if (pkt->kind != VPX_CODEC_CX_FRAME_PKT) continue;
+            encoded_frame out;
+            out.kind = media_kind::video;
+            out.keyframe = (pkt->data.frame.flags & VPX_FRAME_IS_KEY) != 0;
+            out.temporal_layer = 0;
+            out.rtp_timestamp = rtp_timestamp_90k(f.capture_time);
+            out.capture_time = f.capture_time;
+            out.width = f.width;
+            out.height = f.height;
+            const auto* p = static_cast<const std::uint8_t*>(pkt->data.frame.buf);
+            out.data.assign(p, p + pkt->data.frame.sz);
+            emit(std::move(out));
+        }
+        return {};
+    }
+
+private:
+    void move_from(vpx_encoder& o) noexcept {
+        ctx_ = std::move(o.ctx_);
+        config_ = o.config_;
+        cfg_ = o.cfg_;
+        pending_kbps_.store(o.pending_kbps_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        force_kf_.store(o.force_kf_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        next_pts_ = o.next_pts_;
+        first_us_ = o.first_us_;
+        started_ = o.started_;
+    }
+
+    vpx_ctx_ptr ctx_;
+    video_config config_{};
+    vpx_codec_enc_cfg_t cfg_{};
+    std::atomic<int> pending_kbps_{0};
+    std::atomic<bool> force_kf_{false};
+    vpx_codec_pts_t next_pts_ = 0;
+    std::int64_t first_us_ = 0;
+    bool started_ = false;
+};
+
+/// Decodes VP8/VP9 into tightly packed I420 frames.
+/// Until a keyframe has been decoded (and again after a decode error) it answers
+/// errc::not_keyframe to inter frames instead of producing a corrupt picture.
+/// Thread safety: none; one thread per decoder.
+template <class Traits>
+class vpx_decoder {
+public:
+    vpx_decoder() = default;
+    vpx_decoder(const vpx_decoder&) = delete;
+    vpx_decoder& operator=(const vpx_decoder&) = delete;
+    vpx_decoder(vpx_decoder&&) noexcept = default;
+    vpx_decoder& operator=(vpx_decoder&&) noexcept = default;
+    ~vpx_decoder() = default;
+
+    std::error_code open(int threads = 1) {
+        ctx_.reset();
+        vpx_codec_dec_cfg_t cfg{};
+        cfg.threads = static_cast<unsigned>(std::max(threads, 1));
+        vpx_ctx_ptr ctx{new vpx_codec_ctx_t{}};
+        if (vpx_codec_dec_init(ctx.get(), Traits::dx_iface(), &cfg, 0) != VPX_CODEC_OK) {
+            delete ctx.release();
+            return errc::codec_init_failed;
+        }
+        ctx_ = std::move(ctx);
+        need_keyframe_ = true;
+        return {};
+    }
+
+    bool is_open() const noexcept { return ctx_ != nullptr; }
+    /// True while inter frames are refused (no keyframe yet, or the last decode failed).
+    bool waiting_for_keyframe() const noexcept { return need_keyframe_; }
+
+    std::error_code decode(const encoded_frame& in, video_frame& out) {
+        if (!ctx_) return errc::codec_failed;
+        if (in.data.empty() || in.data.size() > (1u << 30)) return errc::codec_failed;
+        const auto size = static_cast<unsigned>(in.data.size());
+        if (need_keyframe_) {
+            vpx_codec_stream_info_t si{};
+            si.sz = sizeof(si);
+            // libvpx's VP8 peek fails on inter frames; is_kf is set before it validates a keyframe.
+            const bool ok = vpx_codec_peek_stream_info(Traits::dx_iface(), in.data.data(), size, &si) == VPX_CODEC_OK;
+            if (!si.is_kf) return errc::not_keyframe;
+            if (!ok) return errc::codec_failed; // looks like a keyframe but is not a valid one
+        }
+        if (vpx_codec_decode(ctx_.get(), in.data.data(), size, nullptr, 0) != VPX_CODEC_OK) {
+            need_keyframe_ = true;
+            return errc::codec_failed;
+        }
+        const vpx_image_t* img = nullptr;
+        vpx_codec_iter_t iter = nullptr;
+        while (const vpx_image_t* i = vpx_codec_get_frame(ctx_.get(), &iter)) img = i;
+        if (!img) return errc::codec_failed; // nothing displayable in this input
+        if (img->fmt != VPX_IMG_FMT_I420 || img->d_w == 0 || img->d_h == 0) return errc::unsupported;
+        need_keyframe_ = false;
+
+        const int w = static_cast<int>(img->d_w);
+        const int h = static_cast<int>(img->d_h);
+        out.width = w;
+        out.height = h;
+        out.capture_time = in.capture_time;
+        out.data.resize(video_frame::size_for(w, h));
+        copy_plane(img->planes[VPX_PLANE_Y], img->stride[VPX_PLANE_Y], out.y(), w, h);
+        copy_plane(img->planes[VPX_PLANE_U], img->stride[VPX_PLANE_U], out.u(), out.chroma_width(), out.chroma_height());
+        copy_plane(img->planes[VPX_PLANE_V], img->stride[VPX_PLANE_V], out.v(), out.chroma_width(), out.chroma_height());
+        return {};
+    }
+
+private:
+    static void copy_plane(const std::uint8_t* src, int stride, std::uint8_t* dst, int w, int h) noexcept {
+        for (int r = 0; r < h; ++r)
+            std::memcpy(dst + static_cast<std::size_t>(r) * w, src + static_cast<std::ptrdiff_t>(r) * stride,
+                        static_cast<std::size_t>(w));
+    }
+
+    vpx_ctx_ptr ctx_;
+    bool need_keyframe_ = true;
+};
+
+} // namespace detail
+} // namespace onair::codec

@@ -1,0 +1,52 @@
+// onair — VP9 codec policy (libvpx, real-time CBR, row-mt, cyclic-refresh AQ), RFC 9628 payload.
+#pragma once
+
+#include "onair/codec/concepts.hpp"
+#include "onair/codec/detail/vpx.hpp"
+#include "onair/rtp/vp9.hpp"
+
+#include <cstdint>
+#include <string_view>
+
+namespace onair::codec {
+
+namespace detail {
+struct vp9_traits {
+    static vpx_codec_iface_t* iface() noexcept { return vpx_codec_vp9_cx(); }
+    static vpx_codec_iface_t* dx_iface() noexcept { return vpx_codec_vp9_dx(); }
+    static constexpr int default_speed = 7; ///< of -9..9; 5..9 are the real-time speeds
+    static constexpr unsigned undershoot_pct = 50;
+    static constexpr unsigned overshoot_pct = 50;
+
+    static bool apply_controls(vpx_codec_ctx_t* ctx, const video_config& c) noexcept {
+        const int tile_columns_log2 = c.threads >= 4 ? 2 : (c.threads >= 2 ? 1 : 0);
+        const auto max_intra_pct = static_cast<unsigned>(std::max(300, 30 * c.fps));
+        return vpx_codec_control(ctx, VP9E_SET_ROW_MT, 1u) == VPX_CODEC_OK &&
+               vpx_codec_control(ctx, VP9E_SET_TILE_COLUMNS, tile_columns_log2) == VPX_CODEC_OK &&
+               vpx_codec_control(ctx, VP9E_SET_AQ_MODE, 3u) == VPX_CODEC_OK && // cyclic refresh
+               vpx_codec_control(ctx, VP9E_SET_FRAME_PARALLEL_DECODING, 0u) == VPX_CODEC_OK &&
+               vpx_codec_control(ctx, VP9E_SET_NOISE_SENSITIVITY, 0u) == VPX_CODEC_OK &&
+               vpx_codec_control(ctx, VP8E_SET_STATIC_THRESHOLD, 1u) == VPX_CODEC_OK &&
+               vpx_codec_control(ctx, VP8E_SET_MAX_INTRA_BITRATE_PCT, max_intra_pct) == VPX_CODEC_OK;
+    }
+};
+} // namespace detail
+
+/// VP9 policy (profile 0, 8-bit 4:2:0): `vp9::encoder` and `vp9::decoder`, payload RFC 9628.
+/// Same contract as `vp8`; no spatial/temporal layers yet (temporal_layer is always 0).
+/// Thread safety: as `vp8`.
+struct vp9 {
+    static constexpr media_kind kind = media_kind::video;
+    static constexpr std::string_view encoding_name = "VP9";
+    static constexpr std::uint32_t clock_rate = 90'000;
+    static constexpr int channels = 1;
+    using raw_type = video_frame;
+    using config = video_config;
+    using encoder = detail::vpx_encoder<detail::vp9_traits>;
+    using decoder = detail::vpx_decoder<detail::vp9_traits>;
+    using payload_format = rtp::vp9_payload;
+};
+
+static_assert(video_codec<vp9>);
+
+} // namespace onair::codec
