@@ -5,6 +5,7 @@
 #include "onair/codec/av.hpp"
 #include "onair/core/error.hpp"
 #include "onair/core/timer.hpp"
+#include "onair/core/packet_buffer.hpp"
 #include "onair/core/random.hpp"
 #include "onair/core/stats.hpp"
 #include "onair/core/time.hpp"

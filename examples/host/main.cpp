@@ -1,0 +1,101 @@
+// onair-host — publishes a stream to a relay node: the numbered test pattern (or a .y4m
+// file) encoded with VP8 or VP9, and a tone (or a .wav file) encoded with Opus.
+#include "common/cli.hpp"
+#include "common/inputs.hpp"
+
+#include <onair/codec/opus.hpp>
+#include <onair/codec/vp8.hpp>
+#include <onair/codec/vp9.hpp>
+#include <onair/host.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+
+using namespace onair_examples;
+
+namespace {
+
+template <class Video>
+int publish(const command_line& cli) {
+    using host_type = onair::basic_host<onair::codec::av<Video, onair::codec::opus>>;
+    const auto relay = parse_endpoint(cli.require("relay"), "--relay");
+    const std::string stream = cli.require("stream");
+    auto [w, h] = parse_size(cli.get("size", "640x360"));
+    const int fps = cli.number<int>("fps", 30, 1, 120);
+    const int kbps = cli.number<int>("bitrate", 1000, 30, 50'000);
+    const double seconds = cli.number<double>("seconds", 10, 0.1, 1e7);
+    video_input video(cli.get("input", "pattern"), w, h, fps);
+    audio_input audio(cli.get("audio", "tone"));
+
+    typename host_type::config cfg;
+    cfg.relay = relay;
+    cfg.stream = stream;
+    cfg.video.width = video.width();
+    cfg.video.height = video.height();
+    cfg.video.fps = video.fps();
+    cfg.video.bitrate_kbps = kbps;
+    cfg.audio.channels = audio.channels();
+
+    asio::io_context io(1);
+    const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
+    host_type host(cfg, {}, io, local);
+    if (auto ec = host.start()) throw std::runtime_error("cannot start: " + ec.message());
+    std::atomic<bool> stop{false};
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](std::error_code ec, int) {
+        if (!ec) stop = true;
+    });
+    std::thread net([&] { io.run(); });
+    std::printf("onair-host: publishing '%s' (%s %dx%d@%d %d kbps + opus) to %s:%u\n", stream.c_str(),
+                std::string(Video::encoding_name).c_str(), video.width(), video.height(), video.fps(), kbps,
+                relay.address().to_string().c_str(), relay.port());
+    std::fflush(stdout);
+    const auto frames = feed_in_real_time(host, &video, &audio, seconds, stop);
+    asio::post(io, [&] {
+        host.stop();
+        signals.cancel();
+    });
+    net.join();
+    const auto s = host.stats();
+    std::printf("onair-host: frames=%llu encoded=%llu dropped=%llu keyframes=%llu keyframe_requests=%llu packets=%llu "
+                "bytes=%llu published=%s\n",
+                (unsigned long long)frames, (unsigned long long)s.video_frames_encoded,
+                (unsigned long long)s.video_frames_dropped, (unsigned long long)s.keyframes,
+                (unsigned long long)s.keyframe_requests, (unsigned long long)s.packets_sent,
+                (unsigned long long)s.bytes_sent, s.published ? "yes" : "no");
+    if (s.refused) {
+        std::fprintf(stderr, "onair-host: the relay refused stream '%s' (published by someone else)\n", stream.c_str());
+        return 1;
+    }
+    if (!s.published) {
+        std::fprintf(stderr, "onair-host: no answer from the relay at %s:%u\n", relay.address().to_string().c_str(),
+                     relay.port());
+        return 1;
+    }
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    command_line cli("onair-host", "publishes a test pattern (or files) to a relay node",
+                     {{"relay", "IP:PORT", "relay node to publish to (required)"},
+                      {"stream", "NAME", "stream name (required)"},
+                      {"video", "vp8|vp9", "video codec (default vp8)"},
+                      {"input", "pattern|FILE.y4m", "video source (default pattern)"},
+                      {"audio", "tone|FILE.wav", "audio source: a tone or 48 kHz 16-bit PCM (default tone)"},
+                      {"size", "WxH", "test pattern size (default 640x360)"},
+                      {"fps", "N", "frames per second (default 30)"},
+                      {"bitrate", "KBPS", "video bitrate (default 1000)"},
+                      {"seconds", "N", "how long to publish (default 10)"}});
+    return guarded_main(cli, argc, argv, [&]() -> int {
+        const std::string video = cli.get("video", "vp8");
+        if (video == "vp8") return publish<onair::codec::vp8>(cli);
+        if (video == "vp9") return publish<onair::codec::vp9>(cli);
+        throw usage_error("--video must be vp8 or vp9");
+    });
+}

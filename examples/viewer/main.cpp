@@ -1,0 +1,126 @@
+// onair-viewer — plays a stream from a relay node and records what it rendered:
+// DIR/video.y4m, DIR/audio.wav and DIR/stats.json (frames, latency, bytes, bitrate).
+#include "common/cli.hpp"
+#include "common/json.hpp"
+
+#include <onair/codec/opus.hpp>
+#include <onair/codec/vp8.hpp>
+#include <onair/codec/vp9.hpp>
+#include <onair/query_stream.hpp>
+#include <onair/sink/tee.hpp>
+#include <onair/sink/wav_writer.hpp>
+#include <onair/sink/y4m_writer.hpp>
+#include <onair/viewer.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+
+using namespace onair_examples;
+
+namespace {
+
+template <class Video>
+int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const std::string& stream,
+         const std::filesystem::path& out, double seconds, double stats_every) {
+    using sink_type = onair::sink::tee<onair::sink::y4m_writer, onair::sink::wav_writer>;
+    using viewer_type = onair::basic_viewer<onair::codec::av<Video, onair::codec::opus>, onair::transport::udp, sink_type>;
+    (void)cli;
+    asio::io_context io(1);
+    typename viewer_type::config cfg;
+    cfg.relay = relay;
+    cfg.stream = stream;
+    const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
+    viewer_type viewer(cfg, sink_type(onair::sink::y4m_writer(out / "video.y4m"), onair::sink::wav_writer(out / "audio.wav")),
+                       io, local);
+    if (auto ec = viewer.start()) throw std::runtime_error("cannot start: " + ec.message());
+
+    auto print_line = [&] {
+        const auto s = viewer.stats();
+        std::printf("onair-viewer: t=%.1fs frames=%llu audio_frames=%llu packets=%llu bytes=%llu latency_p50=%.1fms "
+                    "decode_errors=%llu\n",
+                    s.elapsed_s, (unsigned long long)s.video_frames, (unsigned long long)s.audio_frames,
+                    (unsigned long long)s.packets, (unsigned long long)s.bytes, s.latency_ms.percentile(50),
+                    (unsigned long long)s.decode_errors);
+        std::fflush(stdout);
+    };
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](std::error_code ec, int) {
+        if (!ec) io.stop();
+    });
+    asio::steady_timer deadline(io, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                        std::chrono::duration<double>(seconds)));
+    deadline.async_wait([&](std::error_code ec) {
+        if (!ec) io.stop();
+    });
+    asio::steady_timer ticker(io);
+    std::function<void()> arm = [&] {
+        ticker.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::duration<double>(stats_every)));
+        ticker.async_wait([&](std::error_code ec) {
+            if (ec) return;
+            print_line();
+            arm();
+        });
+    };
+    if (stats_every > 0) arm();
+    io.run();
+    io.restart();
+    viewer.stop();
+    io.poll();
+
+    const auto s = viewer.stats();
+    json_object latency;
+    latency.add("p50", s.latency_ms.percentile(50)).add("p95", s.latency_ms.percentile(95)).add("p99", s.latency_ms.percentile(99));
+    json_object j;
+    j.add("stream", stream)
+        .add("video_codec", std::string(Video::encoding_name))
+        .add("frames", static_cast<double>(s.video_frames))
+        .add("audio_frames", static_cast<double>(s.audio_frames))
+        .add("packets", static_cast<double>(s.packets))
+        .add("bytes", static_cast<double>(s.bytes))
+        .add("bitrate_kbps", s.elapsed_s > 0 ? static_cast<double>(s.bytes) * 8 / 1000 / s.elapsed_s : 0.0)
+        .add("latency_ms", latency)
+        .add("decode_errors", static_cast<double>(s.decode_errors))
+        .add("keyframe_requests", static_cast<double>(s.keyframe_requests))
+        .add("malformed", static_cast<double>(s.malformed));
+    j.write((out / "stats.json").string());
+    print_line();
+    return s.video_frames + s.audio_frames > 0 ? 0 : 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    command_line cli("onair-viewer", "plays a stream from a relay node into files",
+                     {{"relay", "IP:PORT", "relay node to play from (required)"},
+                      {"stream", "NAME", "stream name (required)"},
+                      {"out", "DIR", "directory for video.y4m, audio.wav and stats.json (required)"},
+                      {"seconds", "N", "how long to play (default 10)"},
+                      {"stats-every", "SEC", "print a statistics line every SEC seconds"}});
+    return guarded_main(cli, argc, argv, [&]() -> int {
+        const auto relay = parse_endpoint(cli.require("relay"), "--relay");
+        const std::string stream = cli.require("stream");
+        const std::filesystem::path out = cli.require("out");
+        const double seconds = cli.number<double>("seconds", 10, 0.1, 1e7);
+        const double stats_every = cli.number<double>("stats-every", 0, 0, 1e6);
+        std::filesystem::create_directories(out);
+        const auto started = std::chrono::steady_clock::now();
+        const auto desc = onair::query_stream(relay, stream, std::chrono::milliseconds(static_cast<long>(seconds * 1000)));
+        if (!desc) {
+            std::fprintf(stderr, "onair-viewer: stream '%s' is not live on %s:%u\n", stream.c_str(),
+                         relay.address().to_string().c_str(), relay.port());
+            return 1;
+        }
+        const double left = seconds - std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        if (desc->video_codec == "VP8") return play<onair::codec::vp8>(cli, relay, stream, out, std::max(left, 0.1), stats_every);
+        if (desc->video_codec == "VP9") return play<onair::codec::vp9>(cli, relay, stream, out, std::max(left, 0.1), stats_every);
+        std::fprintf(stderr, "onair-viewer: stream '%s' uses video codec '%s', which this viewer cannot decode\n",
+                     stream.c_str(), desc->video_codec.c_str());
+        return 1;
+    });
+}
