@@ -30,8 +30,8 @@ class test_pattern {
 public:
     test_pattern() : test_pattern(test_pattern_config{}) {}
     explicit test_pattern(const test_pattern_config& c) : config_(c) {
-        config_.width = std::max(config_.width, 2);
-        config_.height = std::max(config_.height, 2);
+        config_.width = std::max(config_.width, 1);
+        config_.height = std::max(config_.height, 1);
         config_.fps = std::max(config_.fps, 1);
     }
     test_pattern(int width, int height, int fps = 30, timestamp start = {})
