@@ -28,6 +28,7 @@ struct relay_node_stats {
     std::uint64_t rtcp = 0;
     std::uint64_t session_messages = 0;
     std::uint64_t malformed = 0; ///< dropped: not RTP/RTCP, or failed to parse
+    std::uint64_t oversized = 0; ///< dropped: a datagram filling the whole buffer was cut short
 };
 
 struct relay_node_config {
@@ -118,8 +119,14 @@ private:
     void on_receive(std::error_code ec, std::size_t n) {
         if (!running_ || ec == asio::error::operation_aborted) return;
         if (!ec) {
-            buf_.resize(n);
-            dispatch();
+            if (n >= max_datagram_size) {
+                // onair never sends datagrams this large: the kernel truncated a bigger one.
+                ++stats_.datagrams;
+                ++stats_.oversized;
+            } else {
+                buf_.resize(n);
+                dispatch();
+            }
         }
         receive();
     }

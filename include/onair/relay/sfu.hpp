@@ -26,6 +26,9 @@ struct sfu_config {
     std::chrono::milliseconds keyframe_request_interval{300};
     /// A client not heard from (hello keepalive or media) for this long is dropped.
     std::chrono::milliseconds session_timeout{10'000};
+    /// Plain-RTP targets (add_forward) cannot ask for keyframes, so a stream that has them
+    /// gets a keyframe at least this often: a receiver started late decodes within it.
+    std::chrono::milliseconds forward_keyframe_interval{2'000};
     /// Called (on the node's thread) when a stream goes live or its description changes.
     std::function<void(const rtp::stream_description&)> on_stream_live;
 };
@@ -52,6 +55,7 @@ public:
         endpoint publisher;
         clock::time_point last_seen{};
         clock::time_point last_keyframe_request{};
+        clock::time_point last_keyframe{}; ///< when a keyframe last passed through
         std::vector<subscriber> subscribers;
         std::uint64_t packets_in = 0;
     };
@@ -99,6 +103,7 @@ public:
         const media_kind kind = video ? media_kind::video : media_kind::audio;
         ctx.deliver(s.desc, kind, p);
         const bool key_start = video && rtp::starts_keyframe(s.format, p.payload);
+        if (key_start) s.last_keyframe = s.last_seen;
         for (auto& sub : s.subscribers) {
             if (video) {
                 if (sub.waiting_keyframe) {
@@ -152,7 +157,10 @@ public:
             });
             const bool someone_waits = std::any_of(s.subscribers.begin(), s.subscribers.end(),
                                                    [](const subscriber& sub) { return sub.waiting_keyframe; });
-            if (someone_waits) request_keyframe(ctx, s, now);
+            const bool refresh = s.live && now - s.last_keyframe >= cfg_.forward_keyframe_interval &&
+                                 std::any_of(s.subscribers.begin(), s.subscribers.end(),
+                                             [](const subscriber& sub) { return sub.fixed; });
+            if (someone_waits || refresh) request_keyframe(ctx, s, now);
         }
         std::erase_if(streams_, [](const auto& kv) { return !kv.second.live && kv.second.subscribers.empty(); });
     }

@@ -223,3 +223,39 @@ TEST_CASE("sfu: a publisher may not claim another stream's SSRC") {
     s.on_session(ctx, hello(rtp::session_type::publish, "b", 100, 201), ep(2));
     CHECK(ctx.sessions.back().second.status == rtp::session_status::invalid);
 }
+
+TEST_CASE("sfu: streams with plain-RTP targets get a keyframe at least every forward_keyframe_interval") {
+    relay::sfu_config cfg;
+    cfg.forward_keyframe_interval = 2s;
+    relay::sfu s(cfg);
+    fake_context ctx;
+    s.add_forward("cam", ep(5000), ep(5002));
+    s.on_session(ctx, hello(rtp::session_type::publish, "cam", 100, 101), ep(1));
+    s.on_timer(ctx);
+    REQUIRE(ctx.keyframe_requests.size() == 1); // the target waits for its first keyframe
+    std::uint16_t seq = 1;
+    for (auto& p : onair_test::packetize<rtp::vp8_payload>(onair_test::fake_vp8_frame(true, 0), 100, seq)) feed(s, ctx, p, ep(1));
+    ctx.t += 1900ms;
+    s.on_session(ctx, hello(rtp::session_type::publish, "cam", 100, 101), ep(1)); // keepalive
+    s.on_timer(ctx);
+    CHECK(ctx.keyframe_requests.size() == 1);
+    ctx.t += 200ms;
+    s.on_timer(ctx);
+    CHECK(ctx.keyframe_requests.size() == 2);
+
+    // Without fixed targets there is no periodic refresh.
+    relay::sfu plain(cfg);
+    fake_context ctx2;
+    plain.on_session(ctx2, hello(rtp::session_type::publish, "cam", 100, 101), ep(1));
+    plain.on_session(ctx2, hello(rtp::session_type::play, "cam"), ep(10));
+    seq = 1;
+    for (auto& p : onair_test::packetize<rtp::vp8_payload>(onair_test::fake_vp8_frame(true, 0), 100, seq)) feed(plain, ctx2, p, ep(1));
+    const auto before = ctx2.keyframe_requests.size();
+    for (int i = 0; i < 5; ++i) {
+        ctx2.t += 1s;
+        plain.on_session(ctx2, hello(rtp::session_type::publish, "cam", 100, 101), ep(1));
+        plain.on_session(ctx2, hello(rtp::session_type::play, "cam"), ep(10));
+        plain.on_timer(ctx2);
+    }
+    CHECK(ctx2.keyframe_requests.size() == before);
+}
