@@ -1,0 +1,65 @@
+// Test support: the checks every forwarding scenario must pass.
+#pragma once
+
+#include "support/forwarding_scenario.hpp"
+
+#include <onair/codec/vp8.hpp>
+#include <onair/codec/vp9.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <set>
+
+namespace onair_test {
+
+template <class Video, class Env>
+void check_forwarding(Env& env) {
+    const auto r = run_forwarding<Video>(env, 640, 360, 30, 1000, 5.0, 2);
+    INFO("codec " << Video::encoding_name);
+    REQUIRE(r.frames_pushed == 150);
+    CHECK(r.host.video_frames_dropped == 0);
+    CHECK(r.host.video_frames_encoded == r.frames_pushed);
+    CHECK(r.host.audio_frames_encoded == r.audio_pushed);
+    CHECK(r.host.published);
+
+    const auto host_rtp = rtp_only(r.host_log.sent);
+    const std::set<std::vector<std::uint8_t>> sent_set(host_rtp.begin(), host_rtp.end());
+    REQUIRE(host_rtp.size() > 150);
+
+    for (std::size_t i = 0; i < r.viewers.size(); ++i) {
+        INFO("viewer " << i);
+        const auto& st = r.viewers[i];
+        auto& view = *r.views[i];
+        // Every frame delivered, once, in order, and decodable.
+        CHECK(st.video_frames == r.frames_pushed);
+        CHECK(st.decode_errors == 0);
+        CHECK(view.unreadable == 0);
+        std::vector<std::uint32_t> expected(r.frames_pushed);
+        for (std::uint32_t n = 0; n < expected.size(); ++n) expected[n] = n;
+        CHECK(view.frame_numbers == expected);
+        // Picture quality against what the host encoded.
+        CHECK(view.psnr_checked == r.frames_pushed);
+        CHECK(view.min_psnr >= 32.0);
+        // Audio without gaps: every 20 ms frame, full size, in capture order.
+        CHECK(st.audio_frames == r.audio_pushed);
+        CHECK(view.audio_sizes_ok);
+        CHECK(view.audio_samples == r.audio_pushed * 960);
+        CHECK(std::is_sorted(view.audio_capture_times.begin(), view.audio_capture_times.end()));
+        CHECK(std::adjacent_find(view.audio_capture_times.begin(), view.audio_capture_times.end()) ==
+              view.audio_capture_times.end());
+        // The relay forwarded the host's datagrams byte for byte: each one the viewer got is
+        // one the host sent, and it got all of them.
+        const auto got = rtp_only(r.viewer_logs[i]->received);
+        CHECK(got.size() == host_rtp.size());
+        std::size_t unchanged = 0;
+        for (const auto& d : got) unchanged += sent_set.count(d);
+        CHECK(unchanged == got.size());
+        // Latency was measured on every frame.
+        CHECK(st.latency_ms.count() == r.frames_pushed);
+    }
+    CHECK(r.relay.unknown_stream == 0);
+    CHECK(r.relay.unauthorized == 0);
+}
+
+} // namespace onair_test
