@@ -222,10 +222,16 @@ TEST_CASE("frame metadata comes from the start packet, capture time from abs-cap
     f[0].height = 720;
     f[0].capture_ntp = to_ntp(t);
     f[2].capture_ntp = to_ntp(t + std::chrono::seconds{5}); // not the first packet's: ignored
-    // the start packet arrives last
-    h.push(f[2]);
-    h.push(f[1]);
-    h.push(f[0]);
+    SUBCASE("start packet in the middle") {
+        h.push(f[1]);
+        h.push(f[0]);
+        h.push(f[2]);
+    }
+    SUBCASE("start packet last") {
+        h.push(f[2]);
+        h.push(f[1]);
+        h.push(f[0]);
+    }
     REQUIRE(h.frames.size() == 1);
     const auto& out = h.frames[0];
     CHECK(out.keyframe);
