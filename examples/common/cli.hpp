@@ -101,6 +101,7 @@ public:
         const char* b = text.data();
         const char* e = b + text.size();
         auto [p, ec] = std::from_chars(b, e, v);
+        if (ec == std::errc::result_out_of_range) throw usage_error(what + ": " + text + " is out of range");
         if (ec != std::errc{} || p != e) throw usage_error(what + ": '" + text + "' is not a number");
         if (v < min || v > max) throw usage_error(what + ": " + text + " is out of range");
         return v;
