@@ -14,7 +14,7 @@ namespace detail {
 struct vp9_traits {
     static vpx_codec_iface_t* iface() noexcept { return vpx_codec_vp9_cx(); }
     static vpx_codec_iface_t* dx_iface() noexcept { return vpx_codec_vp9_dx(); }
-    static constexpr int default_speed = 7; ///< of -9..9; 5..9 are the real-time speeds
+    static constexpr int default_speed = 8; ///< of -9..9 (5..9 real-time); 8 ~ speed 7 quality, 20% faster
     static constexpr unsigned undershoot_pct = 50;
     static constexpr unsigned overshoot_pct = 50;
 

@@ -3,7 +3,7 @@
 // The picture is a function of the frame number only (plus the barcode), so a receiver that
 // reads the barcode of a decoded frame can re-render the exact source frame and measure PSNR.
 // Content gives an encoder real work without noise: a scrolling diagonal gradient, a panning
-// soft checkerboard, and a bouncing striped box with its own colour.
+// soft checkerboard, a drifting zone plate, and a bouncing striped box with its own colour.
 #pragma once
 
 #include "onair/core/media_frame.hpp"
@@ -11,9 +11,12 @@
 #include "onair/source/barcode.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <numbers>
 
 namespace onair::source {
 
@@ -84,6 +87,17 @@ private:
         return v < period / 2 ? v : period - v;
     }
 
+    /// cos(2 pi phase / 256) * 256, from a table built once.
+    static int cosine(int phase) noexcept {
+        static const auto table = [] {
+            std::array<std::int16_t, 256> t{};
+            for (int i = 0; i < 256; ++i)
+                t[static_cast<std::size_t>(i)] = static_cast<std::int16_t>(std::lround(256.0 * std::cos(i * std::numbers::pi / 128.0)));
+            return t;
+        }();
+        return table[static_cast<std::size_t>(phase & 255)];
+    }
+
     void draw_content(std::uint32_t n, video_frame& f) const {
         const int w = f.width, h = f.height;
         const int t = static_cast<int>(n % 100'000u);
@@ -104,6 +118,11 @@ private:
                 if (box_row && x >= bx && x < bx + bw) {
                     // Diagonal stripes with a soft (ramped) profile.
                     v = 60 + tri((x - bx) + (y - by), 32) * 9;
+                } else if (y >= h / 2 && x >= w / 2) {
+                    // Zone plate (rings of rising frequency) drifting with the frame number.
+                    const int dx = x - w * 3 / 4 - tri(t * 2, w / 2 + 1) / 4, dy = y - h * 3 / 4;
+                    const int r2 = (dx * dx + dy * dy) * 256 / (w * 8 + 1);
+                    v = 128 + cosine(r2 + t * 8) * 70 / 256;
                 } else if (y >= h / 2 && x < w / 2) {
                     // Soft checkerboard panning right one pixel per frame.
                     const int cx = (x + t) / cell, cy = y / cell;
