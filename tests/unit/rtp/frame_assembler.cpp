@@ -239,15 +239,16 @@ TEST_CASE("frame metadata comes from the start packet, capture time from abs-cap
     CHECK(out.width == 1280);
     CHECK(out.height == 720);
     CHECK(out.capture_time == t);
+}
 
-    SUBCASE("no extension: capture time stays unset") {
-        harness g;
-        g.push_all(frame(1, 1, 2));
-        REQUIRE(g.frames.size() == 1);
-        CHECK(g.frames[0].capture_time == timestamp{});
-        CHECK_FALSE(g.frames[0].keyframe);
-        CHECK(g.frames[0].temporal_layer == 0);
-    }
+TEST_CASE("no extension and no metadata: capture time unset, defaults elsewhere") {
+    harness g;
+    g.push_all(frame(1, 1, 2));
+    REQUIRE(g.frames.size() == 1);
+    CHECK(g.frames[0].capture_time == timestamp{});
+    CHECK_FALSE(g.frames[0].keyframe);
+    CHECK(g.frames[0].temporal_layer == 0);
+    CHECK(g.frames[0].width == 0);
 }
 
 TEST_CASE("a frame over max_frame_bytes is dropped whole, the next frame still comes") {

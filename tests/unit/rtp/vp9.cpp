@@ -202,6 +202,28 @@ TEST_CASE("stream with a lost packet and duplicates") {
     CHECK(dp.stats().late == 1);
 }
 
+TEST_CASE("a picture with two spatial layers reports the top layer's resolution") {
+    const bytes payload{
+        0x2e,                   // 0010 1110: L=1 B=1 E=1 V=1 (P=0: key frame)
+        0x00, 0x00,             // TID=0 SID=0, TL0PICIDX 0
+        0x30,                   // 001 1 0 000: N_S=1 (two layers) Y=1 G=0
+        0x01, 0x40, 0x00, 0xb4, // layer 0: 320 x 180
+        0x02, 0x80, 0x01, 0x68, // layer 1: 640 x 360
+        0x77,                   // VP9 data
+    };
+    header h;
+    h.marker = true;
+    bytes wire(12 + payload.size());
+    REQUIRE(serialize(h, payload, wire) == wire.size());
+    vp9_payload::depacketizer dp;
+    const auto frames = push_all(dp, {wire});
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0].keyframe);
+    CHECK(frames[0].width == 640);
+    CHECK(frames[0].height == 360);
+    CHECK(frames[0].data == bytes{0x77});
+}
+
 TEST_CASE("malformed descriptors are counted and dropped") {
     vp9_payload::depacketizer dp;
     header h;
