@@ -7,6 +7,11 @@
 // order: when a newer frame completes, older incomplete frames are given up, and packets
 // that arrive for them afterwards are late.
 //
+// A sequence discontinuity (a sender that restarts its numbering, or one stray packet far
+// ahead that got a frame emitted) would make every later packet look late. As in RFC 3550
+// A.1, packets more than max_dropout behind the last emitted frame are watched: once
+// resync_packets of them arrive in sequence, the assembler starts over from them.
+//
 // Memory is bounded: a frame may hold max_frame_bytes, all incomplete frames together
 // max_packets packets and max_buffered_bytes bytes, and at most max_frames frames wait at
 // once; the oldest frame goes first when a bound is hit. Packet and byte storage is kept
@@ -44,6 +49,8 @@ struct assembler_limits {
     std::size_t max_buffered_bytes = std::size_t{8} << 20; ///< all incomplete frames' data
     std::size_t max_packets = 4096;                        ///< all incomplete frames' packets
     std::size_t max_frames = 16;                           ///< incomplete frames at once
+    std::size_t max_dropout = 3000;    ///< packets this far behind are not retransmissions
+    std::size_t resync_packets = 4;    ///< consecutive such packets that restart the numbering
 };
 
 /// Counters; frames and packets as named.
@@ -56,6 +63,7 @@ struct assembler_stats {
     std::uint64_t incomplete = 0; ///< frames given up because a newer frame completed
     std::uint64_t evicted = 0;    ///< frames given up to stay within max_frames/packets/bytes
     std::uint64_t oversized = 0;  ///< frames given up for exceeding max_frame_bytes
+    std::uint64_t resyncs = 0;    ///< times the sequence numbering was taken up afresh
 
     /// Packets and frames discarded (duplicates are not: they lose nothing).
     std::uint64_t dropped() const noexcept { return malformed + late + incomplete + evicted + oversized; }
@@ -75,10 +83,16 @@ public:
     /// assembler's state is consistent by then, so emit may push more packets.
     template <class Emit>
     void push(const packet_view& p, media_kind kind, const fragment_info& fi, Emit&& emit) {
-        const std::int64_t seq = unwrap_.unwrap(p.sequence);
+        std::int64_t seq = unwrap_.unwrap(p.sequence);
         if (last_emitted_ && seq <= *last_emitted_) {
-            ++stats_.late;
-            return;
+            if (!far_behind(p.sequence, seq)) {
+                ++stats_.late;
+                return;
+            }
+            resync();
+            seq = unwrap_.unwrap(p.sequence);
+        } else {
+            resync_run_ = 0;
         }
         pending* f = find(p.timestamp);
         if (!f) f = open(p.timestamp, seq);
@@ -141,6 +155,7 @@ public:
         for (auto& f : frames_) release(f);
         unwrap_.reset();
         last_emitted_.reset();
+        resync_run_ = 0;
     }
 
 private:
@@ -168,6 +183,25 @@ private:
 
     /// Capacity kept in a recycled frame; a bigger (key)frame's buffer is freed.
     static constexpr std::size_t retained_bytes = std::size_t{1} << 20;
+
+    /// True when this late packet completes a run of resync_packets consecutive packets far
+    /// behind the last emitted frame (the caller then starts over).
+    bool far_behind(std::uint16_t raw, std::int64_t seq) noexcept {
+        if (*last_emitted_ - seq <= static_cast<std::int64_t>(limits_.max_dropout)) {
+            resync_run_ = 0;
+            return false;
+        }
+        resync_run_ = (resync_run_ > 0 && raw == resync_next_) ? resync_run_ + 1 : 1;
+        resync_next_ = static_cast<std::uint16_t>(raw + 1);
+        return resync_run_ >= limits_.resync_packets;
+    }
+
+    void resync() noexcept {
+        for (auto& f : frames_)
+            if (f.active && !f.discarded) ++stats_.incomplete;
+        reset();
+        ++stats_.resyncs;
+    }
 
     pending* find(std::uint32_t ts) noexcept {
         for (auto& f : frames_)
@@ -259,6 +293,8 @@ private:
     std::vector<pending> frames_;
     seq_unwrapper unwrap_;
     std::optional<std::int64_t> last_emitted_;
+    std::size_t resync_run_ = 0;
+    std::uint16_t resync_next_ = 0;
     std::size_t held_packets_ = 0;
     std::size_t held_bytes_ = 0;
     assembler_stats stats_;

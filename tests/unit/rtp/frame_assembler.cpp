@@ -331,6 +331,47 @@ TEST_CASE("random streams never exceed the bounds") {
     CHECK(s.packets + s.late + s.duplicates + s.oversized + s.evicted >= 1); // it did something
 }
 
+TEST_CASE("one stray packet far ahead does not silence the stream") {
+    harness h;
+    h.push_all(frame(100, 1000, 3));
+    h.push(pkt{20'000, 5, true, true, {1}, {}}); // emitted: it looked like a frame
+    REQUIRE(h.frames.size() == 2);
+    // The real stream goes on at 103: far behind the stray packet. The first
+    // resync_packets - 1 are dropped, then the assembler follows the stream again.
+    for (std::uint16_t s = 103; s < 113; ++s) h.push(pkt{s, 1000u + s, true, true, {2}, {}});
+    CHECK(h.a.stats().resyncs == 1);
+    CHECK(h.a.stats().late == 3);
+    REQUIRE(h.frames.size() == 2 + 7);
+    CHECK(h.frames.back().rtp_timestamp == 1112);
+}
+
+TEST_CASE("a sender that restarts its numbering further back is followed after a few packets") {
+    harness h;
+    auto a = frame(50'000, 1, 3);
+    h.push_all(a);
+    auto b = frame(50'003, 2, 3);
+    h.push(b[0]); // incomplete when the restart comes
+    for (std::uint16_t s = 40'000; s < 40'010; ++s) h.push(pkt{s, 3u + s, true, true, {3}, {}});
+    CHECK(h.a.stats().resyncs == 1);
+    CHECK(h.a.stats().incomplete == 1); // b
+    CHECK(h.frames.size() == 1 + 7);
+}
+
+TEST_CASE("late packets within max_dropout never resync, however many") {
+    harness h;
+    h.push_all(frame(1000, 1, 200));
+    REQUIRE(h.frames.size() == 1);
+    for (std::uint16_t s = 1000; s < 1200; ++s) h.push(pkt{s, 1, s == 1000, s == 1199, {1}, {}});
+    CHECK(h.a.stats().resyncs == 0);
+    CHECK(h.a.stats().late == 200);
+    CHECK(h.frames.size() == 1);
+    // Far behind but not in sequence: no resync either.
+    for (std::uint16_t s = 60'000; s < 60'040; s = static_cast<std::uint16_t>(s + 2))
+        h.push(pkt{s, 9, true, true, {1}, {}}); // 60000 unwraps to -5536: 6735 behind 1199
+    CHECK(h.a.stats().late == 220);
+    CHECK(h.a.stats().resyncs == 0);
+}
+
 TEST_CASE("reset forgets sequence history") {
     harness h;
     h.push_all(frame(1000, 100, 2));
