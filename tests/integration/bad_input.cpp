@@ -1,0 +1,257 @@
+// Bad input never crashes a node: truncated and garbage RTP/RTCP, wrong extension lengths,
+// CSRC overflow, unknown streams, spoofed sources and oversized datagrams are counted and
+// dropped, and the streams already flowing are not disturbed.
+#include "support/rtp_builders.hpp"
+
+#include <onair/codec/opus.hpp>
+#include <onair/codec/vp8.hpp>
+#include <onair/host.hpp>
+#include <onair/relay_node.hpp>
+#include <onair/rtp/rtcp.hpp>
+#include <onair/rtp/vp8.hpp>
+#include <onair/source/test_pattern.hpp>
+#include <onair/source/tone.hpp>
+#include <onair/transport/memory.hpp>
+#include <onair/transport/udp.hpp>
+#include <onair/viewer.hpp>
+
+#include <doctest/doctest.h>
+
+#include <asio/io_context.hpp>
+
+#include <future>
+#include <random>
+#include <thread>
+
+using namespace onair;
+using namespace std::chrono_literals;
+using bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+using codec_type = codec::av<codec::vp8, codec::opus>;
+
+template <class F>
+auto on_io(asio::io_context& io, F&& f) {
+    std::promise<decltype(f())> p;
+    asio::post(io, [&] {
+        if constexpr (std::is_void_v<decltype(f())>) {
+            f();
+            p.set_value();
+        } else {
+            p.set_value(f());
+        }
+    });
+    return p.get_future().get();
+}
+
+bytes rtp_header(std::uint32_t ssrc, std::uint16_t seq = 1) {
+    rtp::header h;
+    h.payload_type = 96;
+    h.sequence = seq;
+    h.ssrc = ssrc;
+    bytes b(rtp::fixed_header_size);
+    rtp::write_header(h, b);
+    return b;
+}
+
+/// Each is malformed in its own way; the comment says how.
+std::vector<bytes> malformed_datagrams() {
+    std::vector<bytes> v;
+    v.push_back({0x80, 0x60, 0x00});                                  // 3 bytes: shorter than an RTP header
+    v.push_back({});                                                  // empty datagram
+    { auto b = rtp_header(7); b[0] = 0x40; v.push_back(b); }          // version 1
+    { auto b = rtp_header(7); b[0] = 0x8f; b.resize(20); v.push_back(b); } // CC=15: 60 CSRC bytes promised, 8 present
+    { auto b = rtp_header(7); b[0] |= 0x10;                           // X=1, extension length 100 words, 4 present
+      b.insert(b.end(), {0xbe, 0xde, 0x00, 0x64, 0x10, 0xff, 0x00, 0x00}); v.push_back(b); }
+    { auto b = rtp_header(7); b[0] |= 0x10;                           // one element claims 16 bytes in a 4-byte block
+      b.insert(b.end(), {0xbe, 0xde, 0x00, 0x01, 0x1f, 0x00, 0x00, 0x00}); v.push_back(b); }
+    { auto b = rtp_header(7); b[0] |= 0x20; b.resize(20, 0); b.back() = 255; v.push_back(b); } // padding 255 > size
+    { auto b = rtp_header(7); b[0] |= 0x20; b.resize(20, 0); b.back() = 0; v.push_back(b); }   // padding count 0
+    v.push_back({0x80, 200, 0x00, 0x64, 0, 0, 0, 1, 0, 0, 0, 0});    // SR whose length says 404 bytes
+    v.push_back({0x81, 205, 0x00, 0x02, 0, 0, 0, 1, 0, 0, 0, 2});    // NACK without FCI
+    { bytes b{0x81, 204, 0x00, 0x08, 0, 0, 0, 1, 'O', 'N', 'A', 'R'}; // session hello, length beyond datagram
+      b.resize(16, 0); v.push_back(b); }
+    { bytes b{0x81, 204, 0x00, 0x04, 0, 0, 0, 1, 'O', 'N', 'A', 'R', 1, 0, 0, 0, 200, 'x', 'y', 'z'}; // name longer than packet
+      v.push_back(b); }
+    return v;
+}
+
+} // namespace
+
+TEST_CASE("a relay node counts and drops hostile datagrams while a stream flows through it") {
+    asio::io_context io(1);
+    const transport::endpoint loopback(asio::ip::make_address_v4("127.0.0.1"), 0);
+    relay_node relay(relay::sfu{}, {}, {}, io, loopback);
+    relay.start();
+
+    using host_type = basic_host<codec_type>;
+    host_type::config hc;
+    hc.relay = relay.local_endpoint();
+    hc.stream = "cam";
+    hc.video.width = 320;
+    hc.video.height = 180;
+    hc.max_pending_video = 1000;
+    host_type host(hc, {}, io, loopback);
+    using viewer_type = basic_viewer<codec_type>;
+    viewer_type::config vc;
+    vc.relay = relay.local_endpoint();
+    vc.stream = "cam";
+    viewer_type viewer(vc, {}, io, loopback);
+    REQUIRE_FALSE(viewer.start());
+    std::thread net([&] { io.run(); });
+    for (int i = 0; i < 500 && !on_io(io, [&] { return relay.relay().find("cam") != nullptr; }); ++i)
+        std::this_thread::sleep_for(10ms);
+    REQUIRE_FALSE(on_io(io, [&] { return host.start(); }));
+
+    // The attacker: a socket of its own on loopback.
+    asio::io_context attacker_io;
+    asio::ip::udp::socket attacker(attacker_io, loopback);
+    auto hit = [&](const bytes& b) { attacker.send_to(asio::buffer(b), relay.local_endpoint()); };
+
+    source::test_pattern pattern(320, 180, 30);
+    source::tone tone;
+    const auto bad = malformed_datagrams();
+    std::mt19937 rng(1234);
+    std::uint64_t random_sent = 0;
+    const int frames = 90;
+    auto next = std::chrono::steady_clock::now();
+    for (int i = 0; i < frames; ++i) {
+        host.push_video(pattern.next(now()));
+        host.push_audio(tone.next(now()));
+        if (i == 10) host.push_audio(tone.next(now())); // keep audio roughly real-time (50 fps vs 30)
+        // Between frames: every malformed kind, random garbage, and the specials below.
+        for (const auto& b : bad) hit(b);
+        for (int k = 0; k < 30; ++k) {
+            bytes g(std::uniform_int_distribution<std::size_t>(0, 1400)(rng));
+            for (auto& x : g) x = static_cast<std::uint8_t>(rng());
+            hit(g);
+            ++random_sent;
+        }
+        next += 33ms;
+        std::this_thread::sleep_until(next);
+    }
+    // Valid RTP for a stream nobody published.
+    hit(rtp_header(0xdeadbeef));
+    // The host's own SSRC from the attacker's address: spoofing.
+    hit(rtp_header(host.description().video_ssrc, 5));
+    // A datagram too big for any onair packet.
+    hit(bytes(9000, 0x80));
+    std::this_thread::sleep_for(500ms);
+
+    const auto node_stats = on_io(io, [&] { return relay.stats(); });
+    const auto sfu_stats = on_io(io, [&] { return relay.relay().stats(); });
+    CHECK(node_stats.malformed >= 8 * static_cast<std::uint64_t>(frames)); // the RTP-level kinds, every round
+    CHECK(sfu_stats.malformed_rtcp >= 2 * static_cast<std::uint64_t>(frames));
+    CHECK(sfu_stats.unknown_stream >= 1);
+    CHECK(sfu_stats.unauthorized >= 1);
+    CHECK(node_stats.oversized == 1);
+    CHECK(node_stats.datagrams >= random_sent);
+
+    // The real stream was not disturbed.
+    on_io(io, [&] { host.stop(); });
+    std::this_thread::sleep_for(500ms);
+    const auto hs = host.stats();
+    const auto vs = viewer.stats();
+    CHECK(hs.video_frames_encoded == static_cast<std::uint64_t>(frames));
+    CHECK(vs.video_frames == hs.video_frames_encoded);
+    CHECK(vs.audio_frames == hs.audio_frames_encoded);
+    CHECK(vs.decode_errors == 0);
+    CHECK(vs.unknown_packets == 0);
+    on_io(io, [&] {
+        viewer.stop();
+        relay.stop();
+    });
+    net.join();
+}
+
+TEST_CASE("a viewer fed garbage by its relay counts it, survives, and plays the real frames after it") {
+    asio::io_context io(1);
+    transport::memory_network net;
+    transport::memory fake_relay(io, net);
+    using viewer_type = basic_viewer<codec_type, transport::memory>;
+    viewer_type::config vc;
+    vc.relay = fake_relay.local_endpoint();
+    vc.stream = "cam";
+    viewer_type viewer(vc, {}, io, net);
+
+    // The fake relay answers the first play hello with a description, as a relay would.
+    std::array<std::uint8_t, 2048> rx;
+    transport::endpoint viewer_ep;
+    std::promise<void> greeted;
+    fake_relay.async_receive_from(asio::buffer(rx), viewer_ep, [&](std::error_code ec, std::size_t) {
+        REQUIRE_FALSE(ec);
+        rtp::session_message ack;
+        ack.type = rtp::session_type::ack;
+        ack.stream.name = "cam";
+        ack.stream.video_ssrc = 1;
+        ack.stream.audio_ssrc = 2;
+        ack.stream.video_codec = "VP8";
+        ack.stream.audio_codec = "opus";
+        std::array<std::uint8_t, 512> out;
+        const auto n = rtp::write_session_message(ack, out);
+        fake_relay.send_to(asio::buffer(out.data(), n), viewer_ep);
+        greeted.set_value();
+    });
+    REQUIRE_FALSE(viewer.start());
+    std::thread t([&] { io.run(); });
+    REQUIRE(greeted.get_future().wait_for(5s) == std::future_status::ready);
+    std::this_thread::sleep_for(50ms);
+
+    auto send = [&](const bytes& b) { on_io(io, [&] { fake_relay.send_to(asio::buffer(b), viewer_ep); }); };
+    std::mt19937 rng(99);
+    std::uint16_t seq = 100;
+    // Garbage with the right SSRC and payload type: random VP8 descriptors and payloads.
+    for (int i = 0; i < 2000; ++i) {
+        auto b = rtp_header(1, seq++);
+        b[1] = static_cast<std::uint8_t>((rng() & 1 ? 0x80 : 0) | 96); // random marker
+        rtp::store_be32(&b[4], static_cast<std::uint32_t>(i / 4) * 3000);
+        b.resize(b.size() + std::uniform_int_distribution<std::size_t>(0, 1200)(rng));
+        for (std::size_t k = rtp::fixed_header_size; k < b.size(); ++k) b[k] = static_cast<std::uint8_t>(rng());
+        send(b);
+    }
+    // A frame that never ends: 4000 packets of one timestamp without a marker (> 4 MB).
+    for (int i = 0; i < 4000; ++i) {
+        auto b = rtp_header(1, seq++);
+        rtp::store_be32(&b[4], 9'000'000);
+        b.push_back(i == 0 ? 0x10 : 0x00); // VP8 descriptor: S on the first packet only
+        b.resize(b.size() + 1180, 0x42);
+        send(b);
+    }
+    for (const auto& b : malformed_datagrams()) send(b);
+    // Audio garbage.
+    for (int i = 0; i < 200; ++i) {
+        auto b = rtp_header(2, static_cast<std::uint16_t>(i));
+        b[1] = 0x80 | 111;
+        b.resize(b.size() + std::uniform_int_distribution<std::size_t>(0, 400)(rng));
+        for (std::size_t k = rtp::fixed_header_size; k < b.size(); ++k) b[k] = static_cast<std::uint8_t>(rng());
+        send(b);
+    }
+
+    // Then 30 real frames, starting with a keyframe.
+    codec::vp8::encoder enc;
+    codec::video_config cfg;
+    cfg.width = 320;
+    cfg.height = 180;
+    REQUIRE_FALSE(enc.open(cfg));
+    source::test_pattern pattern(320, 180, 30);
+    seq = static_cast<std::uint16_t>(seq + 100);
+    for (int i = 0; i < 30; ++i) {
+        REQUIRE_FALSE(enc.encode(pattern.next(now()), [&](encoded_frame&& f) {
+            f.rtp_timestamp = 20'000'000 + static_cast<std::uint32_t>(i) * 3000;
+            for (auto& p : onair_test::packetize<rtp::vp8_payload>(f, 1, seq)) send(p);
+        }));
+    }
+    std::this_thread::sleep_for(500ms);
+    const auto s = viewer.stats();
+    MESSAGE("malformed " << s.malformed << ", depacketizer dropped " << s.depacketizer_dropped << ", decode errors "
+                         << s.decode_errors << ", frames " << s.video_frames);
+    CHECK(s.malformed >= 4);
+    CHECK(s.depacketizer_dropped > 0);
+    CHECK(s.video_frames >= 29); // the real frames decode (the first may follow a bogus reference)
+    on_io(io, [&] {
+        viewer.stop();
+        fake_relay.close();
+    });
+    t.join();
+}
