@@ -1,0 +1,28 @@
+# ctest driver: installs onair from BUILD_DIR into a scratch prefix, then configures, builds
+# and runs the consumer project with find_package; and again with add_subdirectory.
+set(prefix ${WORK_DIR}/prefix)
+file(REMOVE_RECURSE ${WORK_DIR})
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix} RESULT_VARIABLE rc OUTPUT_QUIET)
+if(rc)
+    message(FATAL_ERROR "install failed")
+endif()
+foreach(mode find_package add_subdirectory)
+    set(b ${WORK_DIR}/${mode})
+    execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${b} -DCMAKE_BUILD_TYPE=Release
+                            -DCMAKE_PREFIX_PATH=${prefix} -DONAIR_CONSUMER_MODE=${mode} -DONAIR_SOURCE_DIR=${SOURCE_DIR}
+                    RESULT_VARIABLE rc)
+    if(rc)
+        message(FATAL_ERROR "${mode}: configure failed")
+    endif()
+    execute_process(COMMAND ${CMAKE_COMMAND} --build ${b} RESULT_VARIABLE rc)
+    if(rc)
+        message(FATAL_ERROR "${mode}: build failed")
+    endif()
+    foreach(exe consumer consumer_core)
+        execute_process(COMMAND ${b}/${exe} RESULT_VARIABLE rc)
+        if(rc)
+            message(FATAL_ERROR "${mode}: ${exe} failed (${rc})")
+        endif()
+    endforeach()
+    message(STATUS "${mode}: ok")
+endforeach()
