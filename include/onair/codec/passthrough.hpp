@@ -12,7 +12,9 @@
 #include "onair/rtp/generic.hpp"
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
+#include <span>
 #include <cstring>
 #include <string_view>
 #include <system_error>
@@ -85,7 +87,9 @@ struct passthrough_video {
             out.width = w;
             out.height = h;
             out.capture_time = in.capture_time;
-            out.data.assign(in.data.begin() + static_cast<std::ptrdiff_t>(header_size), in.data.end());
+            const std::span<const std::uint8_t> picture = std::span(in.data).subspan(header_size);
+            out.data.resize(picture.size());
+            std::copy(picture.begin(), picture.end(), out.data.begin());
             return {};
         }
 
