@@ -24,32 +24,27 @@ class unwrapper {
 
 public:
     std::int64_t unwrap(T v) noexcept {
-        if (!last_) {
-            last_ = static_cast<std::int64_t>(v);
-            return *last_;
-        }
-        const std::int64_t low = *last_ & (range - 1);
-        std::int64_t diff = static_cast<std::int64_t>(v) - low;
-        if (diff > range / 2) diff -= range;
-        else if (diff < -range / 2) diff += range;
-        const std::int64_t r = *last_ + diff;
-        if (r > *last_) last_ = r;
+        const std::int64_t r = peek(v);
+        if (!has_ || r > last_) last_ = r;
+        has_ = true;
         return r;
     }
     /// Like unwrap() but does not move the reference point.
     std::int64_t peek(T v) const noexcept {
-        if (!last_) return static_cast<std::int64_t>(v);
-        const std::int64_t low = *last_ & (range - 1);
+        if (!has_) return static_cast<std::int64_t>(v);
+        const std::int64_t low = last_ & (range - 1);
         std::int64_t diff = static_cast<std::int64_t>(v) - low;
         if (diff > range / 2) diff -= range;
         else if (diff < -range / 2) diff += range;
-        return *last_ + diff;
+        return last_ + diff;
     }
-    std::optional<std::int64_t> last() const noexcept { return last_; }
-    void reset() noexcept { last_.reset(); }
+    std::optional<std::int64_t> last() const noexcept { return has_ ? std::optional(last_) : std::nullopt; }
+    void reset() noexcept { has_ = false; last_ = 0; }
 
 private:
-    std::optional<std::int64_t> last_;
+    // Not std::optional: GCC 12 misreports it as maybe-uninitialized when inlined.
+    std::int64_t last_ = 0;
+    bool has_ = false;
 };
 
 using seq_unwrapper = unwrapper<std::uint16_t>;
