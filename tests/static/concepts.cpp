@@ -11,7 +11,12 @@
 #include <onair/rtp/opus.hpp>
 #include <onair/rtp/vp8.hpp>
 #include <onair/rtp/vp9.hpp>
+#include <onair/sink/callback.hpp>
 #include <onair/sink/concepts.hpp>
+#include <onair/sink/null.hpp>
+#include <onair/sink/tee.hpp>
+#include <onair/sink/wav_writer.hpp>
+#include <onair/sink/y4m_writer.hpp>
 #include <onair/sink/packet_sink.hpp>
 #include <onair/transport/memory.hpp>
 #include <onair/transport/null.hpp>
@@ -119,3 +124,16 @@ static_assert(!relay::relay_policy<broken::no_timer>);
 // ---- sinks ----------------------------------------------------------------------------
 static_assert(sink::packet_sink<sink::null_packets>);
 static_assert(!sink::packet_sink<int>);
+static_assert(sink::media_sink<sink::null>);
+static_assert(sink::media_sink<sink::y4m_writer>);
+static_assert(sink::media_sink<sink::wav_writer>);
+static_assert(sink::media_sink<sink::tee<sink::y4m_writer, sink::wav_writer>>);
+namespace broken {
+struct video_only_sink {
+    void on_video(const video_frame&) {}
+};
+inline auto video_callback = [](const video_frame&) {};
+} // namespace broken
+static_assert(sink::media_sink<sink::callback<decltype(broken::video_callback)>>);
+static_assert(!sink::media_sink<broken::video_only_sink>);
+static_assert(!sink::media_sink<int>);
