@@ -4,11 +4,14 @@
 
 #include "onair/codec/av.hpp"
 #include "onair/core/error.hpp"
+#include "onair/core/overloaded.hpp"
 #include "onair/core/packet_buffer.hpp"
 #include "onair/core/timer.hpp"
 #include "onair/core/random.hpp"
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
+#include "onair/qos/retransmission_cache.hpp"
+#include "onair/qos/rtx.hpp"
 #include "onair/rtp/packet.hpp"
 #include "onair/rtp/rtcp.hpp"
 #include "onair/rtp/session_message.hpp"
@@ -22,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -38,6 +42,8 @@ struct host_stats {
     std::uint64_t packets_sent = 0;
     std::uint64_t bytes_sent = 0;           ///< RTP payload + headers
     std::uint64_t encode_errors = 0;
+    std::uint64_t nacks_received = 0;
+    std::uint64_t retransmissions = 0;      ///< RTX packets sent
     bool published = false;                 ///< the relay acknowledged the publish hello
     bool refused = false;                   ///< the relay refused the stream name
 };
@@ -92,13 +98,17 @@ public:
         std::chrono::milliseconds report_interval{1000};
         std::uint8_t video_payload_type = 96;
         std::uint8_t audio_payload_type = 111;
+        std::uint8_t video_rtx_payload_type = 97;
+        /// Video packets kept for retransmission (about 10 s at 1 Mbps).
+        std::size_t retransmission_packets = 1024;
     };
 
     /// Constructs the transport in place from `transport_args`.
     template <class... Args>
     basic_host(config cfg, Sink sink, Args&&... transport_args)
         : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
-          hello_timer_(transport_.get_executor()), report_timer_(transport_.get_executor()) {
+          hello_timer_(transport_.get_executor()), report_timer_(transport_.get_executor()),
+          video_cache_(cfg_.retransmission_packets) {
         video_.ssrc = (detail::random_u32() | 1u) & 0x7fff'ffffu;
         audio_.ssrc = video_.ssrc + 1;
         video_.payload_type = cfg_.video_payload_type;
@@ -106,6 +116,8 @@ public:
         video_.sequence = static_cast<std::uint16_t>(detail::random_u32());
         audio_.sequence = static_cast<std::uint16_t>(detail::random_u32());
         video_.timestamp_offset = detail::random_u32();
+        rtx_ssrc_ = video_.ssrc + 2;
+        rtx_sequence_ = static_cast<std::uint16_t>(detail::random_u32());
         audio_.timestamp_offset = detail::random_u32();
     }
     basic_host(const basic_host&) = delete;
@@ -197,6 +209,8 @@ public:
         s.packets_sent = stats_.packets_sent;
         s.bytes_sent = stats_.bytes_sent;
         s.encode_errors = stats_.encode_errors;
+        s.nacks_received = stats_.nacks_received;
+        s.retransmissions = stats_.retransmissions;
         s.published = stats_.published;
         s.refused = stats_.refused;
         return s;
@@ -209,6 +223,8 @@ public:
             d.video_ssrc = video_.ssrc;
             d.video_pt = video_.payload_type;
             d.video_codec = std::string(video_codec::encoding_name);
+            d.video_rtx_ssrc = rtx_ssrc_;
+            d.video_rtx_pt = cfg_.video_rtx_payload_type;
         }
         if (cfg_.send_audio) {
             d.audio_ssrc = audio_.ssrc;
@@ -224,7 +240,8 @@ public:
 private:
     struct atomic_stats {
         std::atomic<std::uint64_t> video_frames_in{0}, video_frames_dropped{0}, video_frames_encoded{0}, keyframes{0},
-            keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, bytes_sent{0}, encode_errors{0};
+            keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, bytes_sent{0}, encode_errors{0},
+            nacks_received{0}, retransmissions{0};
         std::atomic<bool> published{false}, refused{false};
     };
 
@@ -232,6 +249,8 @@ private:
     void send_frame(Media& m, const encoded_frame& ef) {
         const std::uint32_t ts = ef.rtp_timestamp + m.timestamp_offset;
         const std::uint64_t ntp = to_ntp(ef.capture_time);
+        const bool video = &m == static_cast<void*>(&video_);
+        const auto t = std::chrono::steady_clock::now();
         m.packetizer.packetize(ef, rtp::max_payload_size, [&](rtp::bytes_view desc, rtp::bytes_view data, bool marker) {
             rtp::header h;
             h.marker = marker;
@@ -241,21 +260,43 @@ private:
             h.ssrc = m.ssrc;
             h.transport_sequence = transport_sequence_++;
             h.abs_capture_time = ntp;
-            std::array<std::uint8_t, 64> head;
-            const std::size_t n = rtp::write_header(h, head);
-            const std::array<asio::const_buffer, 3> parts{asio::buffer(head.data(), n),
-                                                          asio::buffer(desc.data(), desc.size()),
-                                                          asio::buffer(data.data(), data.size())};
-            transport_.send_to(parts, cfg_.relay);
+            // One pooled buffer per packet: sent now, kept for retransmission (video).
+            packet_ref pkt = pool_.acquire();
+            auto buf = pkt.capacity();
+            const std::size_t n = rtp::write_header(h, buf);
+            if (n == 0 || buf.size() - n < desc.size() + data.size()) return;
+            std::memcpy(buf.data() + n, desc.data(), desc.size());
+            if (!data.empty()) std::memcpy(buf.data() + n + desc.size(), data.data(), data.size());
+            pkt.resize(n + desc.size() + data.size());
+            transport_.send_to(asio::buffer(pkt.bytes().data(), pkt.size()), cfg_.relay);
             const std::size_t payload = desc.size() + data.size();
             ++m.packets;
             m.octets += static_cast<std::uint32_t>(payload);
             ++stats_.packets_sent;
-            stats_.bytes_sent += n + payload;
+            stats_.bytes_sent += pkt.size();
+            if (video) video_cache_.store(h.sequence, std::move(pkt), t);
         });
         m.sent_any = true;
         m.last_rtp_timestamp = ts;
         m.last_capture = ef.capture_time;
+    }
+
+    /// Answers a NACK from the relay with RFC 4588 retransmissions from the cache.
+    void on_nack(const rtp::rtcp::nack& nack) {
+        ++stats_.nacks_received;
+        const auto t = std::chrono::steady_clock::now();
+        nack.for_each([&](std::uint16_t seq) {
+            packet_ref original = video_cache_.take_for_resend(seq, t);
+            if (!original) return;
+            rtp::packet_view p;
+            if (rtp::parse(original.bytes(), p)) return;
+            std::array<std::uint8_t, max_datagram_size> rtx;
+            const std::size_t n = qos::write_rtx(p, rtx_ssrc_, cfg_.video_rtx_payload_type, rtx_sequence_++, rtx);
+            if (n == 0) return;
+            transport_.send_to(asio::buffer(rtx.data(), n), cfg_.relay);
+            ++stats_.retransmissions;
+            stats_.bytes_sent += n;
+        });
     }
 
     void send_hello(rtp::session_type type) {
@@ -328,12 +369,19 @@ private:
             return;
         }
         rtp::rtcp::parse_counts counts;
-        (void)rtp::rtcp::parse_compound(d, [this](const rtp::rtcp::pli& pli) {
-            if (pli.media_ssrc == video_.ssrc) {
-                ++stats_.keyframe_requests;
-                key_requested_ = true;
-            }
-        }, counts);
+        (void)rtp::rtcp::parse_compound(d,
+                                        overloaded{
+                                            [this](const rtp::rtcp::pli& pli) {
+                                                if (pli.media_ssrc == video_.ssrc) {
+                                                    ++stats_.keyframe_requests;
+                                                    key_requested_ = true;
+                                                }
+                                            },
+                                            [this](const rtp::rtcp::nack& nack) {
+                                                if (nack.media_ssrc == video_.ssrc) on_nack(nack);
+                                            },
+                                        },
+                                        counts);
     }
 
     Transport transport_;
@@ -348,6 +396,10 @@ private:
     detail::outgoing_media<video_codec> video_;
     detail::outgoing_media<audio_codec> audio_;
     std::uint16_t transport_sequence_ = 0;
+    packet_pool pool_;
+    qos::retransmission_cache video_cache_;
+    std::uint32_t rtx_ssrc_ = 0;
+    std::uint16_t rtx_sequence_ = 0;
     std::array<std::uint8_t, max_datagram_size> rx_{};
     transport::endpoint rx_from_;
     bool running_ = false;

@@ -106,6 +106,7 @@ private:
             n.sink_.on_packet(d, k, p);
         }
         clock::time_point now() const { return clock::now(); }
+        packet_ref acquire() { return n.pool_.acquire(); }
     };
     static constexpr std::uint32_t relay_ssrc = 0x6f6e6169;
 
@@ -170,11 +171,11 @@ private:
     }
 
     Transport transport_;
+    packet_pool pool_; // before relay_: the policy may keep packets until it is destroyed
     [[no_unique_address]] Relay relay_;
     [[no_unique_address]] Sink sink_;
     relay_node_config cfg_;
     steady_timer_for<typename Transport::executor_type> timer_;
-    packet_pool pool_;
     packet_ref buf_;
     transport::endpoint from_;
     relay_node_stats stats_;

@@ -10,6 +10,8 @@
 #include "onair/core/stats.hpp"
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
+#include "onair/qos/nack_generator.hpp"
+#include "onair/qos/rtx.hpp"
 #include "onair/rtp/packet.hpp"
 #include "onair/rtp/rtcp.hpp"
 #include "onair/rtp/session_message.hpp"
@@ -26,7 +28,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <span>
 #include <utility>
+#include <vector>
 
 namespace onair {
 
@@ -41,6 +45,12 @@ struct viewer_stats {
     std::uint64_t decode_errors = 0;
     std::uint64_t keyframe_requests = 0;
     std::uint64_t depacketizer_dropped = 0;
+    std::uint64_t video_packets_missing = 0;   ///< holes seen in the video sequence (loss before recovery)
+    std::uint64_t video_packets_recovered = 0; ///< holes filled by retransmission
+    std::uint64_t video_packets_lost = 0;      ///< holes given up on (loss after recovery)
+    std::uint64_t nack_requests = 0;           ///< sequence numbers requested
+    std::uint64_t retransmissions = 0;         ///< RTX packets received
+    double rtt_ms = 0;                         ///< from request-to-retransmission times
     sample_set latency_ms;             ///< render time - capture time (abs-capture-time) per video frame
     double elapsed_s = 0;              ///< since the first media packet
 };
@@ -70,12 +80,16 @@ public:
         std::chrono::milliseconds hello_interval{1000};
         /// Minimum spacing of the viewer's own keyframe requests.
         std::chrono::milliseconds keyframe_request_interval{300};
+        /// How often lost video packets are looked for and requested.
+        std::chrono::milliseconds nack_interval{10};
+        qos::nack_generator::config nack{};
     };
 
     template <class... Args>
     basic_viewer(config cfg, Sink sink, Args&&... transport_args)
         : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
-          hello_timer_(transport_.get_executor()), ssrc_(detail::random_u32()) {}
+          hello_timer_(transport_.get_executor()), nack_timer_(transport_.get_executor()), ssrc_(detail::random_u32()),
+          nack_(cfg_.nack) {}
     basic_viewer(const basic_viewer&) = delete;
     basic_viewer& operator=(const basic_viewer&) = delete;
     ~basic_viewer() { worker_.join(); }
@@ -88,6 +102,7 @@ public:
         receive();
         send_hello(rtp::session_type::play);
         arm_hello();
+        arm_nack();
         return {};
     }
 
@@ -96,6 +111,7 @@ public:
         if (!running_) return;
         running_ = false;
         hello_timer_.cancel();
+        nack_timer_.cancel();
         send_hello(rtp::session_type::leave);
         transport_.close();
         worker_.join();
@@ -156,6 +172,26 @@ private:
             ++stats_.malformed;
             return;
         }
+        if (live_ && desc_.video_rtx_ssrc && p.ssrc == desc_.video_rtx_ssrc && p.payload_type == desc_.video_rtx_pt) {
+            std::size_t n = 0;
+            if (qos::restore_rtx(p, desc_.video_ssrc, desc_.video_pt, restored_, n)) {
+                std::lock_guard lock(mu_);
+                ++stats_.malformed;
+                return;
+            }
+            rtp::packet_view original;
+            if (rtp::parse(rtp::bytes_view(restored_.data(), n), original)) {
+                std::lock_guard lock(mu_);
+                ++stats_.malformed;
+                return;
+            }
+            {
+                std::lock_guard lock(mu_);
+                ++stats_.retransmissions;
+                stats_.bytes += d.size();
+            }
+            return on_media(original);
+        }
         {
             std::lock_guard lock(mu_);
             if (!live_ || (p.ssrc != desc_.video_ssrc && p.ssrc != desc_.audio_ssrc) ||
@@ -168,7 +204,15 @@ private:
             stats_.bytes += d.size();
             if (!first_packet_) first_packet_ = std::chrono::steady_clock::now();
         }
+        on_media(p);
+    }
+
+    /// A media packet of the stream (original, or rebuilt from a retransmission).
+    void on_media(const rtp::packet_view& p) {
         if (p.ssrc == desc_.video_ssrc) {
+            if (nack_.on_packet(p.sequence, std::chrono::steady_clock::now()) ==
+                qos::nack_generator::arrival::duplicate)
+                return; // already had it (a late retransmission)
             vdepack_.push(p, media_kind::video, [this](encoded_frame&& f) {
                 worker_.post([this, f = std::move(f)] { decode_video(f); });
             });
@@ -179,6 +223,37 @@ private:
         }
         std::lock_guard lock(mu_);
         stats_.depacketizer_dropped = vdepack_.dropped() + adepack_.dropped();
+    }
+
+    void arm_nack() {
+        nack_timer_.expires_after(cfg_.nack_interval);
+        nack_timer_.async_wait([this](std::error_code ec) {
+            if (ec || !running_) return;
+            send_nacks();
+            arm_nack();
+        });
+    }
+
+    /// Requests the video holes that are due, and a keyframe when some were given up.
+    void send_nacks() {
+        if (!live_ || !desc_.video_ssrc || !desc_.video_rtx_ssrc) return;
+        lost_.clear();
+        nack_.collect(std::chrono::steady_clock::now(), nack_.rtt_estimate(), lost_);
+        for (std::size_t done = 0; done < lost_.size();) {
+            const std::size_t chunk = std::min<std::size_t>(lost_.size() - done, 250);
+            std::array<std::uint8_t, 1200> buf;
+            const std::size_t n = rtp::rtcp::write_nack(ssrc_, desc_.video_ssrc, std::span(lost_).subspan(done, chunk), buf);
+            if (n) transport_.send_to(asio::buffer(buf.data(), n), cfg_.relay);
+            done += chunk;
+        }
+        if (nack_.take_keyframe_request()) request_keyframe();
+        const auto& ns = nack_.stats();
+        std::lock_guard lock(mu_);
+        stats_.video_packets_missing = ns.missing;
+        stats_.video_packets_recovered = ns.recovered;
+        stats_.video_packets_lost = ns.given_up;
+        stats_.nack_requests = ns.requests;
+        stats_.rtt_ms = std::chrono::duration<double, std::milli>(nack_.rtt_estimate()).count();
     }
 
     void on_session(rtp::bytes_view d) {
@@ -193,6 +268,7 @@ private:
         live_ = true;
         vdepack_ = {};
         adepack_ = {};
+        nack_.reset();
     }
 
     void decode_video(const encoded_frame& f) {
@@ -243,6 +319,7 @@ private:
     [[no_unique_address]] Sink sink_;
     config cfg_;
     steady_timer_for<typename Transport::executor_type> hello_timer_;
+    steady_timer_for<typename Transport::executor_type> nack_timer_;
     std::uint32_t ssrc_;
     // Network thread state.
     typename video_codec::payload_format::depacketizer vdepack_;
@@ -250,6 +327,9 @@ private:
     std::array<std::uint8_t, max_datagram_size> rx_{};
     transport::endpoint rx_from_;
     std::optional<std::chrono::steady_clock::time_point> last_pli_;
+    qos::nack_generator nack_;
+    std::vector<std::uint16_t> lost_;
+    std::array<std::uint8_t, max_datagram_size> restored_{};
     bool running_ = false;
     // Codec thread state.
     typename video_codec::decoder vdec_;

@@ -11,6 +11,7 @@
 //   ctx.request_keyframe(const endpoint& publisher, std::uint32_t media_ssrc)  sends a PLI
 //   ctx.deliver(const rtp::stream_description&, media_kind, const rtp::packet_view&)  to the node's sink
 //   ctx.now() -> std::chrono::steady_clock::time_point
+//   ctx.acquire() -> packet_ref                              a pooled buffer (e.g. for a restored RTX)
 //
 // Requirements on a relay policy R (see docs/concepts/Relay.md):
 //   r.on_session(ctx, const rtp::session_message&, const endpoint& from)
@@ -44,6 +45,12 @@ struct relay_stats {
     std::uint64_t keyframe_requests_suppressed = 0; ///< asked for, but within 300 ms of the last
     std::uint64_t refused_sessions = 0;
     std::uint64_t malformed_rtcp = 0;
+    std::uint64_t malformed_rtx = 0;        ///< RTX without an original sequence number
+    std::uint64_t duplicates = 0;           ///< media packets already received (dropped)
+    std::uint64_t nack_requests = 0;        ///< sequence numbers subscribers asked for
+    std::uint64_t retransmissions = 0;      ///< RTX packets sent to subscribers from the cache
+    std::uint64_t upstream_nacks = 0;       ///< sequence numbers asked of publishers
+    std::uint64_t upstream_recovered = 0;   ///< holes of the publisher leg filled by RTX
 };
 
 namespace detail {
@@ -54,6 +61,7 @@ struct context_archetype {
     void request_keyframe(const endpoint&, std::uint32_t) {}
     void deliver(const rtp::stream_description&, media_kind, const rtp::packet_view&) {}
     std::chrono::steady_clock::time_point now() const { return {}; }
+    packet_ref acquire() { return {}; }
 };
 } // namespace detail
 

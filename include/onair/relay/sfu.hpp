@@ -8,11 +8,16 @@
 #pragma once
 
 #include "onair/relay/concepts.hpp"
+#include "onair/qos/nack_generator.hpp"
+#include "onair/qos/retransmission_cache.hpp"
+#include "onair/qos/rtx.hpp"
 #include "onair/rtp/keyframe.hpp"
 #include "onair/core/overloaded.hpp"
 #include "onair/rtp/rtcp.hpp"
 
 #include <algorithm>
+#include <array>
+#include <span>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -46,6 +51,7 @@ public:
         bool fixed = false;           ///< a --forward target: never times out, sends no hellos
         bool waiting_keyframe = true; ///< video held back until a keyframe starts
         clock::time_point last_seen{};
+        std::uint16_t rtx_sequence = 0; ///< this leg's RFC 4588 sequence numbers
     };
 
     struct stream {
@@ -58,6 +64,12 @@ public:
         clock::time_point last_keyframe{}; ///< when a keyframe last passed through
         std::vector<subscriber> subscribers;
         std::uint64_t packets_in = 0;
+        /// Recent video packets, to answer subscribers' NACKs without bothering the host.
+        qos::retransmission_cache video_cache;
+        /// Holes in the host -> relay leg, requested from the host.
+        qos::nack_generator upstream;
+
+        stream() : video_cache(1024) {}
     };
 
     sfu() = default;
@@ -67,7 +79,7 @@ public:
     void add_forward(const std::string& name, const endpoint& video_to, const endpoint& audio_to) {
         auto& s = streams_[name];
         s.desc.name = name;
-        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}});
+        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0});
     }
 
     template <class Ctx>
@@ -86,7 +98,7 @@ public:
     }
 
     template <class Ctx>
-    void on_rtp(Ctx& ctx, const packet_ref&, const rtp::packet_view& p, const endpoint& from) {
+    void on_rtp(Ctx& ctx, const packet_ref& pkt, const rtp::packet_view& p, const endpoint& from) {
         auto it = by_ssrc_.find(p.ssrc);
         if (it == by_ssrc_.end()) {
             ++stats_.unknown_stream;
@@ -99,24 +111,15 @@ public:
         }
         ++s.packets_in;
         s.last_seen = ctx.now();
-        const bool video = p.ssrc == s.desc.video_ssrc;
-        const media_kind kind = video ? media_kind::video : media_kind::audio;
-        ctx.deliver(s.desc, kind, p);
-        const bool key_start = video && rtp::starts_keyframe(s.format, p.payload);
-        if (key_start) s.last_keyframe = s.last_seen;
-        for (auto& sub : s.subscribers) {
-            if (video) {
-                if (sub.waiting_keyframe) {
-                    if (!key_start) continue;
-                    sub.waiting_keyframe = false;
-                }
-                ctx.send(sub.video_to, p.whole);
-            } else {
-                ctx.send(sub.audio_to, p.whole);
+        if (p.ssrc == s.desc.video_rtx_ssrc) return on_upstream_rtx(ctx, s, p);
+        if (p.ssrc == s.desc.video_ssrc) {
+            if (!s.video_cache.store(p.sequence, pkt, s.last_seen)) {
+                ++stats_.duplicates;
+                return;
             }
-            ++stats_.rtp_forwarded;
-            stats_.bytes_forwarded += p.whole.size();
+            s.upstream.on_packet(p.sequence, s.last_seen);
         }
+        forward(ctx, s, p);
     }
 
     template <class Ctx>
@@ -127,6 +130,7 @@ public:
             compound,
             overloaded{
                 [&](const rtp::rtcp::pli& pli) { on_pli(ctx, pli.media_ssrc, from); },
+                [&](const rtp::rtcp::nack& nack) { on_nack(ctx, nack, from); },
                 [&](const rtp::rtcp::sender_report& sr) {
                     auto it = by_ssrc_.find(sr.ssrc);
                     if (it == by_ssrc_.end() || it->second->publisher != from) return;
@@ -161,6 +165,7 @@ public:
                                  std::any_of(s.subscribers.begin(), s.subscribers.end(),
                                              [](const subscriber& sub) { return sub.fixed; });
             if (someone_waits || refresh) request_keyframe(ctx, s, now);
+            if (s.live && s.desc.video_rtx_ssrc) request_upstream(ctx, s, now);
         }
         std::erase_if(streams_, [](const auto& kv) { return !kv.second.live && kv.second.subscribers.empty(); });
     }
@@ -192,7 +197,10 @@ private:
             name_only.name = m.stream.name;
             return reply(ctx, from, rtp::session_status::refused, name_only);
         }
-        if (m.stream.video_ssrc == m.stream.audio_ssrc || claimed_by_other(m.stream, s)) {
+        const auto& d = m.stream;
+        const bool distinct = d.video_ssrc != d.audio_ssrc &&
+                              (d.video_rtx_ssrc == 0 || (d.video_rtx_ssrc != d.video_ssrc && d.video_rtx_ssrc != d.audio_ssrc));
+        if (!distinct || claimed_by_other(m.stream, s)) {
             ++stats_.refused_sessions;
             return reply(ctx, from, rtp::session_status::invalid, m.stream);
         }
@@ -205,6 +213,9 @@ private:
             s.live = true;
             if (s.desc.video_ssrc) by_ssrc_[s.desc.video_ssrc] = &s;
             if (s.desc.audio_ssrc) by_ssrc_[s.desc.audio_ssrc] = &s;
+            if (s.desc.video_rtx_ssrc) by_ssrc_[s.desc.video_rtx_ssrc] = &s;
+            s.video_cache.clear();
+            s.upstream.reset();
             for (auto& sub : s.subscribers) {
                 sub.waiting_keyframe = true;
                 if (!sub.fixed) reply(ctx, sub.video_to, rtp::session_status::ok, s.desc);
@@ -222,7 +233,7 @@ private:
         auto it = std::find_if(s.subscribers.begin(), s.subscribers.end(),
                                [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; });
         if (it == s.subscribers.end()) {
-            s.subscribers.push_back(subscriber{from, from, false, true, now});
+            s.subscribers.push_back(subscriber{from, from, false, true, now, 0});
             if (s.live) request_keyframe(ctx, s, now);
         } else {
             it->last_seen = now;
@@ -236,6 +247,100 @@ private:
         stream& s = it->second;
         if (s.live && s.publisher == from) unpublish(s);
         std::erase_if(s.subscribers, [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; });
+    }
+
+    /// Sends an accepted media packet of `s` to every subscriber that can use it.
+    template <class Ctx>
+    void forward(Ctx& ctx, stream& s, const rtp::packet_view& p) {
+        const bool video = p.ssrc == s.desc.video_ssrc;
+        const media_kind kind = video ? media_kind::video : media_kind::audio;
+        ctx.deliver(s.desc, kind, p);
+        const bool key_start = video && rtp::starts_keyframe(s.format, p.payload);
+        if (key_start) s.last_keyframe = s.last_seen;
+        for (auto& sub : s.subscribers) {
+            if (video) {
+                if (sub.waiting_keyframe) {
+                    if (!key_start) continue;
+                    sub.waiting_keyframe = false;
+                }
+                ctx.send(sub.video_to, p.whole);
+            } else {
+                ctx.send(sub.audio_to, p.whole);
+            }
+            ++stats_.rtp_forwarded;
+            stats_.bytes_forwarded += p.whole.size();
+        }
+    }
+
+    /// A retransmission from the host for a hole in the host -> relay leg: restored to the
+    /// original packet, cached, and forwarded like any media packet (late).
+    template <class Ctx>
+    void on_upstream_rtx(Ctx& ctx, stream& s, const rtp::packet_view& rtx) {
+        packet_ref restored = ctx.acquire();
+        std::size_t n = 0;
+        if (qos::restore_rtx(rtx, s.desc.video_ssrc, s.desc.video_pt, restored.capacity(), n)) {
+            ++stats_.malformed_rtx;
+            return;
+        }
+        restored.resize(n);
+        rtp::packet_view p;
+        if (rtp::parse(restored.bytes(), p)) {
+            ++stats_.malformed_rtx;
+            return;
+        }
+        if (!s.video_cache.store(p.sequence, restored, s.last_seen)) {
+            ++stats_.duplicates;
+            return;
+        }
+        ++stats_.upstream_recovered;
+        s.upstream.on_packet(p.sequence, s.last_seen);
+        forward(ctx, s, p);
+    }
+
+    /// A subscriber's NACK: answered from the cache with RFC 4588 retransmissions on that
+    /// leg. What the cache lacks is on its way from the host (the relay asked already).
+    template <class Ctx>
+    void on_nack(Ctx& ctx, const rtp::rtcp::nack& nack, const endpoint& from) {
+        auto it = by_ssrc_.find(nack.media_ssrc);
+        if (it == by_ssrc_.end() || nack.media_ssrc != it->second->desc.video_ssrc) return;
+        stream& s = *it->second;
+        auto sub = std::find_if(s.subscribers.begin(), s.subscribers.end(),
+                                [&](const subscriber& x) { return !x.fixed && x.video_to == from; });
+        if (sub == s.subscribers.end() || s.desc.video_rtx_ssrc == 0) return;
+        const auto now = ctx.now();
+        nack.for_each([&](std::uint16_t seq) {
+            ++stats_.nack_requests;
+            // No resend suppression here: each subscriber paces its own requests.
+            packet_ref original = s.video_cache.take_for_resend(seq, now, clock::duration::zero());
+            if (!original) return;
+            rtp::packet_view p;
+            if (rtp::parse(original.bytes(), p)) return;
+            std::array<std::uint8_t, max_datagram_size> buf;
+            const std::size_t n = qos::write_rtx(p, s.desc.video_rtx_ssrc, s.desc.video_rtx_pt, sub->rtx_sequence++, buf);
+            if (n == 0) return;
+            ctx.send(sub->video_to, rtp::bytes_view(buf.data(), n));
+            ++stats_.retransmissions;
+        });
+    }
+
+    /// Requests the holes of the host -> relay leg.
+    template <class Ctx>
+    void request_upstream(Ctx& ctx, stream& s, clock::time_point now) {
+        lost_.clear();
+        s.upstream.collect(now, s.upstream.rtt_estimate(), lost_);
+        if (!lost_.empty()) {
+            std::array<std::uint8_t, 1200> buf;
+            std::size_t done = 0;
+            while (done < lost_.size()) { // at most ~250 items per NACK packet
+                const std::size_t chunk = std::min<std::size_t>(lost_.size() - done, 250);
+                const std::size_t n = rtp::rtcp::write_nack(relay_ssrc, s.desc.video_ssrc,
+                                                            std::span(lost_).subspan(done, chunk), buf);
+                if (n) ctx.send(s.publisher, rtp::bytes_view(buf.data(), n));
+                done += chunk;
+            }
+            stats_.upstream_nacks += lost_.size();
+        }
+        if (s.upstream.take_keyframe_request()) request_keyframe(ctx, s, now);
     }
 
     template <class Ctx>
@@ -266,7 +371,7 @@ private:
                            [&](const subscriber& sub) { return sub.video_to == from || sub.audio_to == from; });
     }
     bool claimed_by_other(const rtp::stream_description& d, const stream& self) const {
-        for (std::uint32_t ssrc : {d.video_ssrc, d.audio_ssrc}) {
+        for (std::uint32_t ssrc : {d.video_ssrc, d.audio_ssrc, d.video_rtx_ssrc}) {
             if (!ssrc) continue;
             auto it = by_ssrc_.find(ssrc);
             if (it != by_ssrc_.end() && it->second != &self) return true;
@@ -274,7 +379,7 @@ private:
         return false;
     }
     void unindex(stream& s) {
-        for (std::uint32_t ssrc : {s.desc.video_ssrc, s.desc.audio_ssrc}) {
+        for (std::uint32_t ssrc : {s.desc.video_ssrc, s.desc.audio_ssrc, s.desc.video_rtx_ssrc}) {
             auto it = by_ssrc_.find(ssrc);
             if (it != by_ssrc_.end() && it->second == &s) by_ssrc_.erase(it);
         }
@@ -291,6 +396,7 @@ private:
     std::unordered_map<std::uint32_t, stream*> by_ssrc_;
     relay_stats stats_;
     rtp::rtcp::parse_counts rtcp_counts_;
+    std::vector<std::uint16_t> lost_; // reused for upstream NACKs
 };
 
 } // namespace onair::relay

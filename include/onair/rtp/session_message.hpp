@@ -7,7 +7,8 @@
 //   APP header: V=2 P=0 subtype(5) | PT=204 | length | sender SSRC | "ONAR"
 //   data:       version u8 (1) | status u8 | reserved u16
 //               name_len u8 | name | video_ssrc u32 | audio_ssrc u32 | video_pt u8 | audio_pt u8
-//               vcodec_len u8 | vcodec | acodec_len u8 | acodec | zero padding to 32 bits
+//               vcodec_len u8 | vcodec | acodec_len u8 | acodec | rtx_ssrc u32 | rtx_pt u8
+//               | zero padding to 32 bits
 #pragma once
 
 #include "onair/core/error.hpp"
@@ -29,7 +30,9 @@ struct stream_description {
     std::uint8_t video_pt = 96;
     std::uint8_t audio_pt = 111;
     std::string video_codec; ///< SDP encoding name: "VP8", "VP9", "X-ONAIR-RAW"
-    std::string audio_codec; ///< "opus", "X-ONAIR-PCM"
+    std::string audio_codec; ///< "opus", "x-onair-raw-audio"
+    std::uint32_t video_rtx_ssrc = 0; ///< RFC 4588 retransmissions of video; 0 = none
+    std::uint8_t video_rtx_pt = 97;
     friend bool operator==(const stream_description&, const stream_description&) = default;
 };
 
@@ -58,7 +61,7 @@ inline constexpr std::size_t max_stream_name = 255;
 inline std::size_t write_session_message(const session_message& m, std::span<std::uint8_t> out) noexcept {
     const auto& s = m.stream;
     if (s.name.size() > max_stream_name || s.video_codec.size() > 255 || s.audio_codec.size() > 255) return 0;
-    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size();
+    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 5;
     const std::size_t padded = (data + 3) / 4 * 4;
     const std::size_t total = 12 + padded;
     if (out.size() < total) return 0;
@@ -86,6 +89,8 @@ inline std::size_t write_session_message(const session_message& m, std::span<std
     q += 10;
     put_string(s.video_codec);
     put_string(s.audio_codec);
+    store_be32(q, s.video_rtx_ssrc);
+    q[4] = s.video_rtx_pt;
     return total;
 }
 
@@ -129,6 +134,9 @@ inline std::error_code parse_session_message(bytes_view d, session_message& m) n
     s.audio_pt = q[9] & 0x7f;
     q += 10;
     if (!get_string(s.video_codec) || !get_string(s.audio_codec)) return errc::truncated;
+    if (end - q < 5) return errc::truncated;
+    s.video_rtx_ssrc = load_be32(q);
+    s.video_rtx_pt = q[4] & 0x7f;
     return {};
 }
 

@@ -3,11 +3,13 @@
 #include "support/rtp_builders.hpp"
 
 #include <onair/rtp/rtcp.hpp>
+#include <onair/qos/rtx.hpp>
 #include <onair/rtp/opus.hpp>
 #include <onair/rtp/vp8.hpp>
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -31,6 +33,12 @@ struct fake_context {
     void request_keyframe(const endpoint& p, std::uint32_t ssrc) { keyframe_requests.emplace_back(p, ssrc); }
     void deliver(const rtp::stream_description&, media_kind, const rtp::packet_view&) { ++delivered; }
     std::chrono::steady_clock::time_point now() const { return t; }
+    // Outlives every sfu in these tests (the sfu keeps packets in its caches).
+    static packet_pool& pool() {
+        static packet_pool p;
+        return p;
+    }
+    packet_ref acquire() { return pool().acquire(); }
 
     std::size_t sent_to(const endpoint& e) const {
         std::size_t n = 0;
@@ -53,9 +61,12 @@ rtp::session_message hello(rtp::session_type type, const std::string& name, std:
 }
 
 void feed(relay::sfu& s, fake_context& ctx, const std::vector<std::uint8_t>& pkt, const endpoint& from) {
+    packet_ref buf = ctx.acquire(); // as the node does: a pooled buffer the sfu may keep
+    std::copy(pkt.begin(), pkt.end(), buf.capacity().begin());
+    buf.resize(pkt.size());
     rtp::packet_view p;
-    REQUIRE_FALSE(rtp::parse(pkt, p));
-    s.on_rtp(ctx, packet_ref{}, p, from);
+    REQUIRE_FALSE(rtp::parse(buf.bytes(), p));
+    s.on_rtp(ctx, buf, p, from);
 }
 
 } // namespace
@@ -258,4 +269,99 @@ TEST_CASE("sfu: streams with plain-RTP targets get a keyframe at least every for
         plain.on_timer(ctx2);
     }
     CHECK(ctx2.keyframe_requests.size() == before);
+}
+
+namespace {
+rtp::session_message hello_rtx(const std::string& name) {
+    auto m = hello(rtp::session_type::publish, name, 100, 101);
+    m.stream.video_rtx_ssrc = 102;
+    m.stream.video_rtx_pt = 97;
+    return m;
+}
+} // namespace
+
+TEST_CASE("sfu: a subscriber's NACK is answered from the cache with an RTX packet on its own leg") {
+    relay::sfu s;
+    fake_context ctx;
+    s.on_session(ctx, hello_rtx("cam"), ep(1));
+    s.on_session(ctx, hello(rtp::session_type::play, "cam"), ep(10));
+    s.on_session(ctx, hello(rtp::session_type::play, "cam"), ep(11));
+    std::uint16_t seq = 500;
+    auto key = onair_test::packetize<rtp::vp8_payload>(onair_test::fake_vp8_frame(true, 0, 5000), 100, seq);
+    REQUIRE(key.size() >= 3);
+    for (auto& p : key) feed(s, ctx, p, ep(1));
+    ctx.sends.clear();
+
+    std::array<std::uint8_t, 64> nack;
+    const std::array<std::uint16_t, 2> lost{501, 502};
+    const auto n = rtp::rtcp::write_nack(4242, 100, lost, nack);
+    s.on_rtcp(ctx, rtp::bytes_view(nack.data(), n), ep(10));
+    REQUIRE(ctx.sends.size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) {
+        CHECK(ctx.sends[i].to == ep(10)); // only the subscriber that asked
+        rtp::packet_view r;
+        REQUIRE_FALSE(rtp::parse(ctx.sends[i].bytes, r));
+        CHECK(r.ssrc == 102);
+        CHECK(r.payload_type == 97);
+        CHECK(r.sequence == i); // this leg's RTX numbering starts at 0
+        // OSN, then the original payload byte for byte.
+        CHECK(rtp::load_be16(r.payload.data()) == lost[i]);
+        rtp::packet_view orig;
+        REQUIRE_FALSE(rtp::parse(key[1 + i], orig));
+        CHECK(std::equal(orig.payload.begin(), orig.payload.end(), r.payload.begin() + 2, r.payload.end()));
+    }
+    CHECK(s.stats().retransmissions == 2);
+    // Another subscriber's request for the same packets is answered too, on its numbering.
+    s.on_rtcp(ctx, rtp::bytes_view(nack.data(), n), ep(11));
+    CHECK(ctx.sends.size() == 4);
+    CHECK(ctx.sends[2].to == ep(11));
+    // A NACK from someone who is not a subscriber gets nothing.
+    s.on_rtcp(ctx, rtp::bytes_view(nack.data(), n), ep(99));
+    CHECK(ctx.sends.size() == 4);
+}
+
+TEST_CASE("sfu: a hole on the host leg is NACKed upstream and the RTX is restored and forwarded") {
+    relay::sfu s;
+    fake_context ctx;
+    s.on_session(ctx, hello_rtx("cam"), ep(1));
+    s.on_session(ctx, hello(rtp::session_type::play, "cam"), ep(10));
+    std::uint16_t seq = 65534; // the hole sits across the wrap
+    auto key = onair_test::packetize<rtp::vp8_payload>(onair_test::fake_vp8_frame(true, 0, 5000), 100, seq);
+    REQUIRE(key.size() >= 4);
+    for (std::size_t i = 0; i < key.size(); ++i)
+        if (i != 2) feed(s, ctx, key[i], ep(1)); // seq 0 lost on the way in
+    ctx.sends.clear();
+    s.on_timer(ctx);
+    // The timer asked the publisher for sequence number 0.
+    std::vector<std::uint16_t> asked;
+    for (auto& sent : ctx.sends) {
+        if (sent.to != ep(1)) continue;
+        rtp::rtcp::parse_counts counts;
+        rtp::rtcp::parse_compound(sent.bytes, [&](const rtp::rtcp::nack& nk) {
+            CHECK(nk.media_ssrc == 100);
+            nk.for_each([&](std::uint16_t q) { asked.push_back(q); });
+        }, counts);
+    }
+    CHECK(asked == std::vector<std::uint16_t>{0});
+
+    // The host answers with RTX (OSN 0); the relay forwards the original packet.
+    rtp::packet_view orig;
+    REQUIRE_FALSE(rtp::parse(key[2], orig));
+    std::array<std::uint8_t, 1500> rtx;
+    const auto n = qos::write_rtx(orig, 102, 97, 7, rtx);
+    ctx.sends.clear();
+    feed(s, ctx, std::vector<std::uint8_t>(rtx.begin(), rtx.begin() + static_cast<std::ptrdiff_t>(n)), ep(1));
+    REQUIRE(ctx.sends.size() == 1);
+    CHECK(ctx.sends[0].to == ep(10));
+    CHECK(ctx.sends[0].bytes == key[2]);
+    CHECK(s.stats().upstream_recovered == 1);
+    // The same RTX again is a duplicate: dropped.
+    feed(s, ctx, std::vector<std::uint8_t>(rtx.begin(), rtx.begin() + static_cast<std::ptrdiff_t>(n)), ep(1));
+    CHECK(ctx.sends.size() == 1);
+    CHECK(s.stats().duplicates == 1);
+    // An RTX without an OSN is counted and dropped.
+    std::vector<std::uint8_t> bad{0x80, 97, 0, 9, 0, 0, 0, 0, 0, 0, 0, 102, 0x01};
+    feed(s, ctx, bad, ep(1));
+    CHECK(s.stats().malformed_rtx == 1);
+    CHECK(ctx.sends.size() == 1);
 }
