@@ -27,7 +27,7 @@ public:
     struct config {
         clock::duration min_retry = std::chrono::milliseconds(20);
         double retry_rtt_factor = 1.25;
-        int max_retries = 10;
+        int max_retries = 15;
         clock::duration give_up_after = std::chrono::milliseconds(1000);
         /// A jump forward larger than this is a restart, not loss: no NACKs, ask for a keyframe.
         std::int64_t max_gap = 1000;
