@@ -185,15 +185,24 @@ scenario_result run_forwarding(Env& env, int width, int height, int fps, int kbp
     // Drain: wait until every viewer rendered all encoded frames (or a generous timeout).
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     asio::post(io, [&] { host->stop(); });
+    // Stop when everything arrived, or nothing more arrived for 2 s (frames lost for good).
     const auto drain_deadline = clock::now() + std::chrono::seconds(20);
+    std::uint64_t last_total = 0;
+    auto last_progress = clock::now();
     for (;;) {
         const auto hs = host->stats();
         bool done = true;
+        std::uint64_t total = 0;
         for (auto& viewer : vs) {
             const auto st = viewer->stats();
             done = done && st.video_frames >= hs.video_frames_encoded && st.audio_frames >= hs.audio_frames_encoded;
+            total += st.video_frames + st.audio_frames;
         }
-        if (done || clock::now() > drain_deadline) break;
+        if (total != last_total) {
+            last_total = total;
+            last_progress = clock::now();
+        }
+        if (done || clock::now() > drain_deadline || clock::now() - last_progress > std::chrono::seconds(2)) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     std::promise<void> stopped;
