@@ -265,7 +265,7 @@ private:
             auto buf = pkt.capacity();
             const std::size_t n = rtp::write_header(h, buf);
             if (n == 0 || buf.size() - n < desc.size() + data.size()) return;
-            std::memcpy(buf.data() + n, desc.data(), desc.size());
+            if (!desc.empty()) std::memcpy(buf.data() + n, desc.data(), desc.size());
             if (!data.empty()) std::memcpy(buf.data() + n + desc.size(), data.data(), data.size());
             pkt.resize(n + desc.size() + data.size());
             transport_.send_to(asio::buffer(pkt.bytes().data(), pkt.size()), cfg_.relay);
