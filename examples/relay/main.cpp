@@ -82,12 +82,15 @@ int main(int argc, char** argv) {
             const auto& n = node.stats();
             const auto& r = node.relay().stats();
             std::printf("onair-relay: datagrams=%llu rtp=%llu rtcp=%llu malformed=%llu forwarded=%llu bytes_forwarded=%llu "
-                        "unknown_stream=%llu unauthorized=%llu keyframe_requests=%llu streams=%zu\n",
+                        "unknown_stream=%llu unauthorized=%llu keyframe_requests=%llu oversized=%llu nack_requests=%llu "
+                        "retransmissions=%llu upstream_nacks=%llu upstream_recovered=%llu streams=%zu\n",
                         (unsigned long long)n.datagrams, (unsigned long long)n.rtp, (unsigned long long)n.rtcp,
                         (unsigned long long)n.malformed, (unsigned long long)r.rtp_forwarded,
                         (unsigned long long)r.bytes_forwarded, (unsigned long long)r.unknown_stream,
                         (unsigned long long)r.unauthorized, (unsigned long long)r.keyframe_requests,
-                        node.relay().stream_count());
+                        (unsigned long long)n.oversized, (unsigned long long)r.nack_requests,
+                        (unsigned long long)r.retransmissions, (unsigned long long)r.upstream_nacks,
+                        (unsigned long long)r.upstream_recovered, node.relay().stream_count());
             std::fflush(stdout);
         };
 

@@ -42,10 +42,11 @@ int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const st
     auto print_line = [&] {
         const auto s = viewer.stats();
         std::printf("onair-viewer: t=%.1fs frames=%llu audio_frames=%llu packets=%llu bytes=%llu latency_p50=%.1fms "
-                    "decode_errors=%llu\n",
+                    "decode_errors=%llu missing=%llu recovered=%llu lost=%llu rtt=%.1fms\n",
                     s.elapsed_s, (unsigned long long)s.video_frames, (unsigned long long)s.audio_frames,
                     (unsigned long long)s.packets, (unsigned long long)s.bytes, s.latency_ms.percentile(50),
-                    (unsigned long long)s.decode_errors);
+                    (unsigned long long)s.decode_errors, (unsigned long long)s.video_packets_missing,
+                    (unsigned long long)s.video_packets_recovered, (unsigned long long)s.video_packets_lost, s.rtt_ms);
         std::fflush(stdout);
     };
     asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -86,6 +87,14 @@ int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const st
         .add("bitrate_kbps", s.elapsed_s > 0 ? static_cast<double>(s.bytes) * 8 / 1000 / s.elapsed_s : 0.0)
         .add("latency_ms", latency)
         .add("decode_errors", static_cast<double>(s.decode_errors))
+        .add("video_packets_missing", static_cast<double>(s.video_packets_missing))
+        .add("video_packets_recovered", static_cast<double>(s.video_packets_recovered))
+        .add("video_packets_lost", static_cast<double>(s.video_packets_lost))
+        .add("loss_before_recovery", s.packets ? static_cast<double>(s.video_packets_missing) / static_cast<double>(s.packets + s.video_packets_lost) : 0.0)
+        .add("loss_after_recovery", s.packets ? static_cast<double>(s.video_packets_lost) / static_cast<double>(s.packets + s.video_packets_lost) : 0.0)
+        .add("nack_requests", static_cast<double>(s.nack_requests))
+        .add("retransmissions", static_cast<double>(s.retransmissions))
+        .add("rtt_ms", s.rtt_ms)
         .add("keyframe_requests", static_cast<double>(s.keyframe_requests))
         .add("malformed", static_cast<double>(s.malformed));
     j.write((out / "stats.json").string());
