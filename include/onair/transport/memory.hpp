@@ -88,7 +88,7 @@ private:
             dst->stats.bytes_received += d.size();
             if (dst->pending) {
                 const std::size_t n = std::min(d.size(), dst->pending_buf.size());
-                std::memcpy(dst->pending_buf.data(), d.data(), n);
+                if (n) std::memcpy(dst->pending_buf.data(), d.data(), n);
                 *dst->pending_from = from;
                 auto h = std::exchange(dst->pending, nullptr);
                 h(std::error_code{}, n);
@@ -139,7 +139,7 @@ public:
             auto [d, src] = std::move(s.queue.front());
             s.queue.pop_front();
             const std::size_t n = std::min(d.size(), into.size());
-            std::memcpy(into.data(), d.data(), n);
+            if (n) std::memcpy(into.data(), d.data(), n);
             from = src;
             asio::post(s.ex, [h = std::forward<Handler>(h), n]() mutable { h(std::error_code{}, n); });
             return;
