@@ -190,7 +190,7 @@ private:
                 ++stats_.retransmissions;
                 stats_.bytes += d.size();
             }
-            return on_media(original);
+            return on_media(original, true);
         }
         {
             std::lock_guard lock(mu_);
@@ -208,9 +208,9 @@ private:
     }
 
     /// A media packet of the stream (original, or rebuilt from a retransmission).
-    void on_media(const rtp::packet_view& p) {
+    void on_media(const rtp::packet_view& p, bool retransmission = false) {
         if (p.ssrc == desc_.video_ssrc) {
-            if (nack_.on_packet(p.sequence, std::chrono::steady_clock::now()) ==
+            if (nack_.on_packet(p.sequence, std::chrono::steady_clock::now(), retransmission) ==
                 qos::nack_generator::arrival::duplicate)
                 return; // already had it (a late retransmission)
             vdepack_.push(p, media_kind::video, [this](encoded_frame&& f) {

@@ -13,6 +13,7 @@
 #include <onair/source/barcode.hpp>
 #include <onair/source/test_pattern.hpp>
 #include <onair/source/tone.hpp>
+#include <onair/transport/emulated_link.hpp>
 #include <onair/transport/memory.hpp>
 #include <onair/transport/udp.hpp>
 #include <onair/viewer.hpp>
@@ -75,6 +76,21 @@ struct memory_env {
     template <class Role, class... A>
     std::unique_ptr<Role> make(asio::io_context& io, tap_log& log, A&&... a) {
         return std::make_unique<Role>(std::forward<A>(a)..., log, io, net);
+    }
+};
+
+/// Every role behind its own emulated link (over the memory transport). run_forwarding makes
+/// the relay, then the host, then the viewers: they get links[0], links[1], links[2]... (the
+/// last one repeats), so a test can impair each leg.
+struct emulated_env {
+    using transport = tap<onair::transport::emulated_link<onair::transport::memory>>;
+    onair::transport::memory_network net;
+    std::vector<onair::transport::link_config> links{onair::transport::link_config{}};
+    std::size_t made = 0;
+    template <class Role, class... A>
+    std::unique_ptr<Role> make(asio::io_context& io, tap_log& log, A&&... a) {
+        const auto& link = links[std::min(made++, links.size() - 1)];
+        return std::make_unique<Role>(std::forward<A>(a)..., log, link, io, net);
     }
 };
 

@@ -5,8 +5,8 @@
 // max(min_retry, rtt * retry_rtt_factor) until it arrives, max_retries requests went out, or
 // it is older than give_up_after — then it is abandoned and a keyframe is wanted (the
 // decoder cannot use what follows a hole that will never be filled). The time from a request
-// to the arrival of the packet it asked for is an RTT sample; the smoothed estimate paces
-// later retries when the caller has no better one.
+// to the arrival of a retransmission of the packet it asked for is an RTT sample; the
+// smoothed estimate paces later retries when the caller has no better one.
 #pragma once
 
 #include "onair/rtp/sequence.hpp"
@@ -27,7 +27,9 @@ public:
     struct config {
         clock::duration min_retry = std::chrono::milliseconds(20);
         double retry_rtt_factor = 1.25;
-        int max_retries = 15;
+        /// Enough that give_up_after, not the count, ends the requests: while the relay is
+        /// itself repairing its upstream leg, early requests find nothing to resend.
+        int max_retries = 30;
         clock::duration give_up_after = std::chrono::milliseconds(1000);
         /// A jump forward larger than this is a restart, not loss: no NACKs, ask for a keyframe.
         std::int64_t max_gap = 1000;
@@ -51,7 +53,9 @@ public:
     explicit nack_generator(config c) : cfg_(c), srtt_(c.initial_rtt) {}
 
     /// Records the arrival of `seq` (an original packet or one rebuilt from RTX or FEC).
-    arrival on_packet(std::uint16_t seq, clock::time_point now) {
+    /// `retransmission`: it came as an answer to a request, so request-to-arrival time is
+    /// an RTT sample (a late original says nothing about the round trip).
+    arrival on_packet(std::uint16_t seq, clock::time_point now, bool retransmission = false) {
         ++stats_.packets;
         const std::int64_t s = unwrap_.unwrap(seq);
         if (!started_) {
@@ -86,7 +90,7 @@ public:
             ++stats_.duplicates;
             return arrival::duplicate;
         }
-        if (it->requests > 0) {
+        if (retransmission && it->requests > 0) {
             const auto sample = now - it->last_request;
             srtt_ = (srtt_ * 7 + sample) / 8;
         }

@@ -293,7 +293,7 @@ private:
             return;
         }
         ++stats_.upstream_recovered;
-        s.upstream.on_packet(p.sequence, s.last_seen);
+        s.upstream.on_packet(p.sequence, s.last_seen, true);
         forward(ctx, s, p);
     }
 

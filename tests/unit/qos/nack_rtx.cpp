@@ -108,13 +108,16 @@ TEST_CASE("nack: a hole is requested at once, retried after an RTT, and forgotte
     CHECK(collect(g, t0) == std::vector<std::uint16_t>{4, 5});
     CHECK(collect(g, t0 + 50ms).empty());  // within 1.25 x 100 ms RTT
     CHECK(collect(g, t0 + 130ms) == std::vector<std::uint16_t>{4, 5});
-    CHECK(g.on_packet(4, t0 + 170ms) == qos::nack_generator::arrival::recovered);
+    CHECK(g.on_packet(4, t0 + 170ms, true) == qos::nack_generator::arrival::recovered);
     CHECK(collect(g, t0 + 300ms) == std::vector<std::uint16_t>{5});
     CHECK(g.stats().recovered == 1);
     CHECK(g.stats().requests == 5);
     // The recovery 40 ms after the last request is an RTT sample: 100 -> (7*100 + 40)/8 = 92.5 ms.
     CHECK(g.rtt_estimate() == std::chrono::microseconds(92500));
     CHECK(g.on_packet(4, t0 + 310ms) == qos::nack_generator::arrival::duplicate);
+    // A late original (not a retransmission) fills its hole but is no RTT sample.
+    CHECK(g.on_packet(5, t0 + 320ms) == qos::nack_generator::arrival::recovered);
+    CHECK(g.rtt_estimate() == std::chrono::microseconds(92500));
     CHECK_FALSE(g.take_keyframe_request());
 }
 
