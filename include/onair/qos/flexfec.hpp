@@ -139,6 +139,9 @@ struct flexfec_encoder_stats {
 /// waits on a timer: a group closes when full, at a frame end (see fec_params::max_frames),
 /// on a key/delta change, or at flush().
 ///
+/// Memory: one 1.5 KB parity accumulator per repair packet of a group (per column, plus
+/// one row, in fixed layouts), allocated when protection first needs it.
+///
 /// Thread safety: none; one encoder belongs to one sending thread.
 class flexfec_encoder {
 public:
@@ -391,6 +394,7 @@ public:
         std::uint32_t fec_ssrc = 0;
         std::size_t window = 256; ///< media packets kept, rounded up to a power of two (>= 16)
         std::size_t max_fec = 32; ///< repair packets kept
+        // Memory: about (window + max_fec) x 1.5 KB, allocated once (430 KB by default).
     };
 
     explicit flexfec_decoder(const config& c)
