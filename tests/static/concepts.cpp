@@ -18,6 +18,7 @@
 #include <onair/sink/wav_writer.hpp>
 #include <onair/sink/y4m_writer.hpp>
 #include <onair/sink/packet_sink.hpp>
+#include <onair/transport/emulated_link.hpp>
 #include <onair/transport/memory.hpp>
 #include <onair/transport/null.hpp>
 #include <onair/transport/udp.hpp>
@@ -89,6 +90,8 @@ static_assert(!rtp::payload_format<broken::no_depacketizer>);
 static_assert(transport::transport<transport::udp>);
 static_assert(transport::transport<transport::memory>);
 static_assert(transport::transport<transport::null>);
+static_assert(transport::transport<transport::emulated_link<transport::udp>>);
+static_assert(transport::transport<transport::emulated_link<transport::memory, sim_clock>>);
 namespace broken {
 // Sends without reporting errors.
 struct silent_send : transport::null {
