@@ -9,6 +9,7 @@
 // one. Both directions, like a shared access link, are common to all clients.
 // Datagrams are limited to 1500 bytes (onair::max_datagram_size).
 #include "common/cli.hpp"
+#include "common/run_loop.hpp"
 
 #include <onair/transport/emulated_link.hpp>
 #include <onair/transport/udp.hpp>
@@ -272,30 +273,7 @@ int main(int argc, char** argv) {
         std::printf("onair-netem: forwarding to %s:%u\n", target.address().to_string().c_str(), target.port());
         std::fflush(stdout);
 
-        asio::signal_set signals(io, SIGINT, SIGTERM);
-        signals.async_wait([&](std::error_code ec, int) {
-            if (!ec) io.stop();
-        });
-        asio::steady_timer deadline(io);
-        if (seconds > 0) {
-            deadline.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                std::chrono::duration<double>(seconds)));
-            deadline.async_wait([&](std::error_code ec) {
-                if (!ec) io.stop();
-            });
-        }
-        asio::steady_timer ticker(io);
-        std::function<void()> arm = [&] {
-            ticker.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                std::chrono::duration<double>(stats_every)));
-            ticker.async_wait([&](std::error_code ec) {
-                if (ec) return;
-                p.report("stats");
-                arm();
-            });
-        };
-        if (stats_every > 0) arm();
-        io.run();
+        run_until_stopped(io, seconds, stats_every, [&] { p.report("stats"); });
         p.report("final");
         p.stop();
         return 0;

@@ -4,6 +4,7 @@
 // --forward STREAM=IP:PORT it also pushes that stream as plain RTP (video to PORT, audio
 // to PORT+2) and, with --sdp FILE, writes an SDP file ffmpeg/ffplay/GStreamer can open.
 #include "common/cli.hpp"
+#include "common/run_loop.hpp"
 
 #include <onair/relay_node.hpp>
 #include <onair/rtp/sdp.hpp>
@@ -94,30 +95,7 @@ int main(int argc, char** argv) {
             std::fflush(stdout);
         };
 
-        asio::signal_set signals(io, SIGINT, SIGTERM);
-        signals.async_wait([&](std::error_code ec, int) {
-            if (!ec) io.stop();
-        });
-        asio::steady_timer deadline(io);
-        if (seconds > 0) {
-            deadline.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                std::chrono::duration<double>(seconds)));
-            deadline.async_wait([&](std::error_code ec) {
-                if (!ec) io.stop();
-            });
-        }
-        asio::steady_timer ticker(io);
-        std::function<void()> arm = [&] {
-            ticker.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                std::chrono::duration<double>(stats_every)));
-            ticker.async_wait([&](std::error_code ec) {
-                if (ec) return;
-                report();
-                arm();
-            });
-        };
-        if (stats_every > 0) arm();
-        io.run();
+        run_until_stopped(io, seconds, stats_every, report);
         report();
         return 0;
     });

@@ -2,6 +2,7 @@
 // DIR/video.y4m, DIR/audio.wav and DIR/stats.json (frames, latency, bytes, bitrate).
 #include "common/cli.hpp"
 #include "common/json.hpp"
+#include "common/run_loop.hpp"
 
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
@@ -49,27 +50,7 @@ int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const st
                     (unsigned long long)s.video_packets_recovered, (unsigned long long)s.video_packets_lost, s.rtt_ms);
         std::fflush(stdout);
     };
-    asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](std::error_code ec, int) {
-        if (!ec) io.stop();
-    });
-    asio::steady_timer deadline(io, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                        std::chrono::duration<double>(seconds)));
-    deadline.async_wait([&](std::error_code ec) {
-        if (!ec) io.stop();
-    });
-    asio::steady_timer ticker(io);
-    std::function<void()> arm = [&] {
-        ticker.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-            std::chrono::duration<double>(stats_every)));
-        ticker.async_wait([&](std::error_code ec) {
-            if (ec) return;
-            print_line();
-            arm();
-        });
-    };
-    if (stats_every > 0) arm();
-    io.run();
+    run_until_stopped(io, seconds, stats_every, print_line);
     io.restart();
     viewer.stop();
     io.poll();
