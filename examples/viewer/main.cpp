@@ -76,6 +76,10 @@ int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const st
         .add("nack_requests", static_cast<double>(s.nack_requests))
         .add("retransmissions", static_cast<double>(s.retransmissions))
         .add("rtt_ms", s.rtt_ms)
+        .add("freezes", static_cast<double>(s.freezes))
+        .add("freeze_ratio", s.freeze_ratio())
+        .add("audio_concealed", static_cast<double>(s.audio_concealed))
+        .add("audio_concealment_ratio", s.concealment_ratio())
         .add("keyframe_requests", static_cast<double>(s.keyframe_requests))
         .add("malformed", static_cast<double>(s.malformed));
     j.write((out / "stats.json").string());

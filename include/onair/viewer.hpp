@@ -51,6 +51,15 @@ struct viewer_stats {
     std::uint64_t nack_requests = 0;           ///< sequence numbers requested
     std::uint64_t retransmissions = 0;         ///< RTX packets received
     double rtt_ms = 0;                         ///< from request-to-retransmission times
+    std::uint64_t audio_concealed = 0;         ///< 20 ms frames produced by loss concealment
+    std::uint64_t freezes = 0;                 ///< gaps > 500 ms between rendered video frames
+    double frozen_s = 0;                       ///< total length of those gaps
+    double playback_s = 0;                     ///< first to last rendered video frame
+    double freeze_ratio() const noexcept { return playback_s > 0 ? frozen_s / playback_s : 0.0; }
+    double concealment_ratio() const noexcept {
+        const auto all = audio_frames + audio_concealed;
+        return all ? static_cast<double>(audio_concealed) / static_cast<double>(all) : 0.0;
+    }
     sample_set latency_ms;             ///< render time - capture time (abs-capture-time) per video frame
     double elapsed_s = 0;              ///< since the first media packet
 };
@@ -284,13 +293,43 @@ private:
         out.capture_time = f.capture_time;
         sink_.on_video(out);
         const double latency = static_cast<double>((now() - f.capture_time).count()) / 1000.0;
+        const auto rendered = std::chrono::steady_clock::now();
         std::lock_guard lock(mu_);
+        // A freeze is a gap of more than 500 ms between rendered frames.
+        if (last_render_) {
+            const double gap = std::chrono::duration<double>(rendered - *last_render_).count();
+            if (gap > 0.5) {
+                ++stats_.freezes;
+                stats_.frozen_s += gap;
+            }
+            stats_.playback_s += gap;
+        }
+        last_render_ = rendered;
         ++stats_.video_frames;
         if (f.capture_time != timestamp{}) stats_.latency_ms.add(latency);
     }
 
     void decode_audio(const encoded_frame& f) {
         audio_frame out;
+        // Frames that never came are concealed, so playback keeps its 20 ms cadence
+        // (bounded: a long outage is a restart, not seconds of concealment).
+        if constexpr (requires { adec_.conceal(out); }) {
+            constexpr std::uint32_t frame_ts = audio_frame::sample_rate / 50;
+            if (last_audio_ts_) {
+                const std::uint32_t delta = f.rtp_timestamp - *last_audio_ts_;
+                const std::uint32_t missing = delta / frame_ts > 0 ? delta / frame_ts - 1 : 0;
+                if (delta % frame_ts == 0 && missing > 0 && missing <= 50) {
+                    for (std::uint32_t i = 0; i < missing; ++i) {
+                        if (adec_.conceal(out)) break;
+                        out.capture_time = f.capture_time - std::chrono::milliseconds(20 * (missing - i));
+                        sink_.on_audio(out);
+                        std::lock_guard lock(mu_);
+                        ++stats_.audio_concealed;
+                    }
+                }
+            }
+            last_audio_ts_ = f.rtp_timestamp;
+        }
         if (adec_.decode(f, out)) {
             std::lock_guard lock(mu_);
             ++stats_.decode_errors;
@@ -334,6 +373,8 @@ private:
     // Codec thread state.
     typename video_codec::decoder vdec_;
     typename audio_codec::decoder adec_;
+    std::optional<std::uint32_t> last_audio_ts_;
+    std::optional<std::chrono::steady_clock::time_point> last_render_; // under mu_
     // Shared, under mu_.
     mutable std::mutex mu_;
     rtp::stream_description desc_;

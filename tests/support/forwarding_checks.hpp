@@ -57,6 +57,10 @@ void check_forwarding(Env& env) {
         std::size_t unchanged = 0;
         for (const auto& d : got) unchanged += sent_set.count(std::string(d.begin(), d.end()));
         CHECK(unchanged == got.size());
+        // Nothing was lost, so nothing was concealed and nothing froze.
+        CHECK(st.audio_concealed == 0);
+        CHECK(st.freezes == 0);
+        CHECK(st.freeze_ratio() == 0);
         // Latency was measured on every frame.
         CHECK(st.latency_ms.count() == r.frames_pushed);
     }
