@@ -122,6 +122,14 @@ public:
         missing_.resize(keep);
     }
 
+    /// True when `seq` is a hole still waiting (what a retransmission may legitimately fill).
+    bool is_missing(std::uint16_t seq) const noexcept {
+        if (!started_) return false;
+        const std::int64_t v = unwrap_.peek(seq);
+        return std::binary_search(missing_.begin(), missing_.end(), v,
+                                  [](const auto& a, const auto& b) { return key(a) < key(b); });
+    }
+
     /// True once after holes were abandoned or the stream jumped: the caller should ask
     /// for a keyframe.
     bool take_keyframe_request() noexcept { return std::exchange(keyframe_wanted_, false); }
@@ -143,6 +151,8 @@ private:
         clock::time_point last_request;
         int requests;
     };
+    static std::int64_t key(const hole& h) noexcept { return h.seq; }
+    static std::int64_t key(std::int64_t v) noexcept { return v; }
 
     config cfg_;
     rtp::seq_unwrapper unwrap_;

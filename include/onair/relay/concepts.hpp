@@ -46,6 +46,7 @@ struct relay_stats {
     std::uint64_t refused_sessions = 0;
     std::uint64_t malformed_rtcp = 0;
     std::uint64_t malformed_rtx = 0;        ///< RTX without an original sequence number
+    std::uint64_t unsolicited_rtx = 0;      ///< RTX for a packet the relay was not missing (dropped)
     std::uint64_t duplicates = 0;           ///< media packets already received (dropped)
     std::uint64_t nack_requests = 0;        ///< sequence numbers subscribers asked for
     std::uint64_t retransmissions = 0;      ///< RTX packets sent to subscribers from the cache

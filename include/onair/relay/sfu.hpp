@@ -288,6 +288,12 @@ private:
             ++stats_.malformed_rtx;
             return;
         }
+        // Only holes the relay is waiting for are filled: a retransmission of anything else
+        // (never sent, long gone, or already here) must not displace cached packets.
+        if (!s.upstream.is_missing(p.sequence)) {
+            ++stats_.unsolicited_rtx;
+            return;
+        }
         if (!s.video_cache.store(p.sequence, restored, s.last_seen)) {
             ++stats_.duplicates;
             return;

@@ -106,6 +106,9 @@ TEST_CASE("nack: a hole is requested at once, retried after an RTT, and forgotte
     qos::nack_generator g;
     for (int s : {1, 2, 3, 6, 7}) g.on_packet(static_cast<std::uint16_t>(s), t0); // 4 and 5 missing
     CHECK(collect(g, t0) == std::vector<std::uint16_t>{4, 5});
+    CHECK(g.is_missing(4));
+    CHECK_FALSE(g.is_missing(3)); // received
+    CHECK_FALSE(g.is_missing(8)); // not sent yet
     CHECK(collect(g, t0 + 50ms).empty());  // within 1.25 x 100 ms RTT
     CHECK(collect(g, t0 + 130ms) == std::vector<std::uint16_t>{4, 5});
     CHECK(g.on_packet(4, t0 + 170ms, true) == qos::nack_generator::arrival::recovered);

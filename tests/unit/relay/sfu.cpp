@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <vector>
 
 using namespace onair;
@@ -272,6 +273,15 @@ TEST_CASE("sfu: streams with plain-RTP targets get a keyframe at least every for
 }
 
 namespace {
+std::vector<std::uint8_t> rtp_header_for_test(std::uint32_t ssrc, std::uint16_t seq) {
+    rtp::header h;
+    h.payload_type = 97;
+    h.sequence = seq;
+    h.ssrc = ssrc;
+    std::vector<std::uint8_t> b(rtp::fixed_header_size);
+    rtp::write_header(h, b);
+    return b;
+}
 rtp::session_message hello_rtx(const std::string& name) {
     auto m = hello(rtp::session_type::publish, name, 100, 101);
     m.stream.video_rtx_ssrc = 102;
@@ -355,13 +365,60 @@ TEST_CASE("sfu: a hole on the host leg is NACKed upstream and the RTX is restore
     CHECK(ctx.sends[0].to == ep(10));
     CHECK(ctx.sends[0].bytes == key[2]);
     CHECK(s.stats().upstream_recovered == 1);
-    // The same RTX again is a duplicate: dropped.
+    // The same RTX again fills no hole: dropped.
     feed(s, ctx, std::vector<std::uint8_t>(rtx.begin(), rtx.begin() + static_cast<std::ptrdiff_t>(n)), ep(1));
     CHECK(ctx.sends.size() == 1);
-    CHECK(s.stats().duplicates == 1);
+    CHECK(s.stats().unsolicited_rtx == 1);
     // An RTX without an OSN is counted and dropped.
     std::vector<std::uint8_t> bad{0x80, 97, 0, 9, 0, 0, 0, 0, 0, 0, 0, 102, 0x01};
     feed(s, ctx, bad, ep(1));
     CHECK(s.stats().malformed_rtx == 1);
     CHECK(ctx.sends.size() == 1);
+}
+
+TEST_CASE("sfu: hostile NACKs and RTX never crash it or corrupt its retransmission cache") {
+    relay::sfu s;
+    fake_context ctx;
+    s.on_session(ctx, hello_rtx("cam"), ep(1));
+    s.on_session(ctx, hello(rtp::session_type::play, "cam"), ep(10));
+    std::uint16_t seq = 1000;
+    auto key = onair_test::packetize<rtp::vp8_payload>(onair_test::fake_vp8_frame(true, 0, 6000), 100, seq);
+    for (auto& p : key) feed(s, ctx, p, ep(1));
+
+    std::mt19937 rng(77);
+    for (int i = 0; i < 20000; ++i) {
+        // Random RTCP-looking bytes from the subscriber: NACK headers with random lengths and FCI.
+        std::vector<std::uint8_t> b(std::uniform_int_distribution<std::size_t>(0, 80)(rng));
+        for (auto& x : b) x = static_cast<std::uint8_t>(rng());
+        if (b.size() >= 12) {
+            b[0] = static_cast<std::uint8_t>(0x81 | (rng() & 0x40)); // V=2, FMT=1 (sometimes P set)
+            b[1] = 205;                                              // RTPFB
+            rtp::store_be32(&b[8], 100);                             // media SSRC: the stream's video
+        }
+        s.on_rtcp(ctx, b, ep(10));
+        // Random "RTX" from the publisher: RTX SSRC, payload of any length.
+        std::vector<std::uint8_t> r = rtp_header_for_test(102, static_cast<std::uint16_t>(rng()));
+        r.resize(r.size() + std::uniform_int_distribution<std::size_t>(0, 40)(rng));
+        for (std::size_t k = 12; k < r.size(); ++k) r[k] = static_cast<std::uint8_t>(rng());
+        if (r.size() >= 14) { r[12] = 0xff; r[13] = static_cast<std::uint8_t>(rng()); } // OSN far from the stream's
+        feed(s, ctx, r, ep(1));
+    }
+    CHECK(s.stats().malformed_rtcp > 0);
+    CHECK(s.stats().malformed_rtx > 0);
+    CHECK(s.stats().unsolicited_rtx > 0);
+    // The cache still answers with the original bytes of every packet it held.
+    ctx.sends.clear();
+    std::array<std::uint8_t, 64> nack;
+    for (std::size_t i = 0; i < key.size(); ++i) {
+        const std::array<std::uint16_t, 1> lost{static_cast<std::uint16_t>(1000 + i)};
+        const auto n = rtp::rtcp::write_nack(4242, 100, lost, nack);
+        ctx.sends.clear();
+        s.on_rtcp(ctx, rtp::bytes_view(nack.data(), n), ep(10));
+        REQUIRE(ctx.sends.size() == 1);
+        rtp::packet_view r, orig;
+        REQUIRE_FALSE(rtp::parse(ctx.sends[0].bytes, r));
+        REQUIRE_FALSE(rtp::parse(key[i], orig));
+        CHECK(rtp::load_be16(r.payload.data()) == lost[0]);
+        CHECK(std::equal(orig.payload.begin(), orig.payload.end(), r.payload.begin() + 2, r.payload.end()));
+    }
 }
