@@ -10,14 +10,6 @@
 using namespace onair_test;
 using namespace std::chrono_literals;
 
-namespace {
-double json_number(const std::string& json, const std::string& key) {
-    const std::regex re("\"" + key + "\": ([-0-9.e]+)");
-    std::smatch m;
-    if (!std::regex_search(json, m, re)) throw std::runtime_error("no " + key + " in " + json);
-    return std::stod(m[1]);
-}
-} // namespace
 
 TEST_CASE("a host behind onair-netem at 10 % loss: the relay recovers its leg, the viewer misses nothing") {
     const auto dir = scratch_dir("netem_recovery");

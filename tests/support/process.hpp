@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <regex>
 #include <spawn.h>
 #include <sstream>
 #include <stdexcept>
@@ -112,5 +113,13 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
 }
 
 inline std::string bin(const std::string& program) { return std::string(ONAIR_BIN_DIR) + "/" + program; }
+
+/// The number stored under "key" in a flat JSON text (the programs' stats.json files).
+inline double json_number(const std::string& json, const std::string& key) {
+    const std::regex re("\"" + key + "\": ([-0-9.e]+)");
+    std::smatch m;
+    if (!std::regex_search(json, m, re)) throw std::runtime_error("no " + key + " in " + json);
+    return std::stod(m[1]);
+}
 
 } // namespace onair_test
