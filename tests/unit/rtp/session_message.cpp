@@ -1,0 +1,93 @@
+#include <onair/rtp/session_message.hpp>
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <ostream> // doctest prints std::error_code through it
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace onair;
+
+namespace {
+rtp::session_message sample() {
+    rtp::session_message m;
+    m.type = rtp::session_type::ack;
+    m.status = rtp::session_status::waiting;
+    m.sender_ssrc = 0x01020304;
+    m.stream.name = "cam";
+    m.stream.video_ssrc = 0xAABBCCDD;
+    m.stream.audio_ssrc = 0x11223344;
+    m.stream.video_pt = 96;
+    m.stream.audio_pt = 111;
+    m.stream.video_codec = "VP8";
+    m.stream.audio_codec = "opus";
+    m.stream.video_rtx_ssrc = 0x55667788;
+    m.stream.video_rtx_pt = 97;
+    return m;
+}
+} // namespace
+
+TEST_CASE("session message: the APP header and every field round-trip") {
+    std::array<std::uint8_t, 256> buf{};
+    const auto n = rtp::write_session_message(sample(), buf);
+    // 12-byte APP header + 4 + (1+3) + 10 + (1+3) + (1+4) + 5 = 44 bytes, a multiple of 4.
+    REQUIRE(n == 44);
+    CHECK(buf[0] == (0x80 | 3));              // V=2, subtype 3 = ack
+    CHECK(buf[1] == 204);                     // APP
+    CHECK(rtp::load_be16(&buf[2]) == 44 / 4 - 1);
+    CHECK(std::string(buf.begin() + 8, buf.begin() + 12) == "ONAR");
+    CHECK(rtp::is_rtcp(std::span(buf.data(), n)));
+    CHECK(rtp::is_session_message(std::span(buf.data(), n)));
+    rtp::session_message back;
+    REQUIRE_FALSE(static_cast<bool>(rtp::parse_session_message(std::span(buf.data(), n), back)));
+    CHECK(back.type == rtp::session_type::ack);
+    CHECK(back.status == rtp::session_status::waiting);
+    CHECK(back.sender_ssrc == 0x01020304);
+    CHECK(back.stream == sample().stream);
+}
+
+TEST_CASE("session message: every truncation and bad field is refused") {
+    std::array<std::uint8_t, 256> buf{};
+    const auto n = rtp::write_session_message(sample(), buf);
+    rtp::session_message m;
+    for (std::size_t len = 0; len < n; ++len)
+        CHECK(static_cast<bool>(rtp::parse_session_message(std::span(buf.data(), len), m))); // shorter than its length field
+    auto bad = std::vector<std::uint8_t>(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    bad[0] = 0x80 | 9; // unknown subtype
+    CHECK(rtp::parse_session_message(bad, m) == errc::bad_payload);
+    bad[0] = 0x80 | 1;
+    bad[12] = 2; // unknown version
+    CHECK(rtp::parse_session_message(bad, m) == errc::unsupported);
+    bad[12] = 1;
+    bad[16] = 200; // name longer than the packet
+    CHECK(rtp::parse_session_message(bad, m) == errc::truncated);
+    // The writer refuses what the format cannot carry, and buffers that are too small.
+    auto long_name = sample();
+    long_name.stream.name.assign(256, 'x');
+    CHECK(rtp::write_session_message(long_name, buf) == 0);
+    CHECK(rtp::write_session_message(sample(), std::span(buf.data(), 40)) == 0);
+}
+
+TEST_CASE("session message: random bytes never crash the parser") {
+    std::mt19937 rng(5);
+    std::vector<std::uint8_t> d;
+    rtp::session_message m;
+    int accepted = 0;
+    for (int i = 0; i < 100'000; ++i) {
+        d.resize(std::uniform_int_distribution<std::size_t>(0, 80)(rng));
+        for (auto& x : d) x = static_cast<std::uint8_t>(rng());
+        if (d.size() >= 12 && (rng() & 1)) { // often a plausible header, so the body is exercised
+            d[0] = static_cast<std::uint8_t>(0x80 | (rng() % 5));
+            d[1] = 204;
+            rtp::store_be16(&d[2], static_cast<std::uint16_t>(d.size() / 4 - 1));
+            d[8] = 'O'; d[9] = 'N'; d[10] = 'A'; d[11] = 'R';
+        }
+        if (!rtp::parse_session_message(d, m)) {
+            ++accepted;
+            CHECK(m.stream.name.size() <= d.size());
+        }
+    }
+    CHECK(accepted < 100'000);
+}
