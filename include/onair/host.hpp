@@ -10,6 +10,7 @@
 #include "onair/core/random.hpp"
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
+#include "onair/qos/red.hpp"
 #include "onair/qos/retransmission_cache.hpp"
 #include "onair/qos/rtx.hpp"
 #include "onair/rtp/packet.hpp"
@@ -101,6 +102,10 @@ public:
         std::uint8_t video_rtx_payload_type = 97;
         /// Video packets kept for retransmission (about 10 s at 1 Mbps).
         std::size_t retransmission_packets = 1024;
+        /// Previous audio frames repeated in each audio packet (RFC 2198 RED), 0..2; 0 sends
+        /// plain Opus. Each costs about one more audio payload per packet.
+        std::size_t audio_redundancy = 0;
+        std::uint8_t audio_red_payload_type = qos::red_payload_type;
     };
 
     /// Constructs the transport in place from `transport_args`.
@@ -108,7 +113,7 @@ public:
     basic_host(config cfg, Sink sink, Args&&... transport_args)
         : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
           hello_timer_(transport_.get_executor()), report_timer_(transport_.get_executor()),
-          video_cache_(cfg_.retransmission_packets) {
+          video_cache_(cfg_.retransmission_packets), red_(cfg_.audio_redundancy) {
         video_.ssrc = (detail::random_u32() | 1u) & 0x7fff'ffffu;
         audio_.ssrc = video_.ssrc + 1;
         video_.payload_type = cfg_.video_payload_type;
@@ -230,6 +235,7 @@ public:
             d.audio_ssrc = audio_.ssrc;
             d.audio_pt = audio_.payload_type;
             d.audio_codec = std::string(audio_codec::encoding_name);
+            if (cfg_.audio_redundancy > 0) d.audio_red_pt = cfg_.audio_red_payload_type;
         }
         return d;
     }
@@ -250,11 +256,12 @@ private:
         const std::uint32_t ts = ef.rtp_timestamp + m.timestamp_offset;
         const std::uint64_t ntp = to_ntp(ef.capture_time);
         const bool video = &m == static_cast<void*>(&video_);
+        const bool red = !video && cfg_.audio_redundancy > 0;
         const auto t = std::chrono::steady_clock::now();
         m.packetizer.packetize(ef, rtp::max_payload_size, [&](rtp::bytes_view desc, rtp::bytes_view data, bool marker) {
             rtp::header h;
             h.marker = marker;
-            h.payload_type = m.payload_type;
+            h.payload_type = red ? cfg_.audio_red_payload_type : m.payload_type;
             h.sequence = m.sequence++;
             h.timestamp = ts;
             h.ssrc = m.ssrc;
@@ -265,11 +272,23 @@ private:
             auto buf = pkt.capacity();
             const std::size_t n = rtp::write_header(h, buf);
             if (n == 0 || buf.size() - n < desc.size() + data.size()) return;
-            if (!desc.empty()) std::memcpy(buf.data() + n, desc.data(), desc.size());
-            if (!data.empty()) std::memcpy(buf.data() + n + desc.size(), data.data(), data.size());
-            pkt.resize(n + desc.size() + data.size());
+            std::size_t payload_size = desc.size() + data.size();
+            if (red) {
+                // The primary (one Opus packet), then RED wraps it with the previous ones.
+                std::array<std::uint8_t, rtp::max_payload_size> primary;
+                if (payload_size > primary.size()) return;
+                if (!desc.empty()) std::memcpy(primary.data(), desc.data(), desc.size());
+                if (!data.empty()) std::memcpy(primary.data() + desc.size(), data.data(), data.size());
+                payload_size = red_.encode(m.payload_type, ts, rtp::bytes_view(primary.data(), desc.size() + data.size()),
+                                           buf.subspan(n, std::min(buf.size() - n, rtp::max_payload_size)));
+                if (payload_size == 0) return;
+            } else {
+                if (!desc.empty()) std::memcpy(buf.data() + n, desc.data(), desc.size());
+                if (!data.empty()) std::memcpy(buf.data() + n + desc.size(), data.data(), data.size());
+            }
+            pkt.resize(n + payload_size);
             transport_.send_to(asio::buffer(pkt.bytes().data(), pkt.size()), cfg_.relay);
-            const std::size_t payload = desc.size() + data.size();
+            const std::size_t payload = payload_size;
             ++m.packets;
             m.octets += static_cast<std::uint32_t>(payload);
             ++stats_.packets_sent;
@@ -398,6 +417,7 @@ private:
     std::uint16_t transport_sequence_ = 0;
     packet_pool pool_;
     qos::retransmission_cache video_cache_;
+    qos::red_encoder red_;
     std::uint32_t rtx_ssrc_ = 0;
     std::uint16_t rtx_sequence_ = 0;
     std::array<std::uint8_t, max_datagram_size> rx_{};

@@ -1,5 +1,9 @@
-// onair — basic_viewer: the playing side. Receives a stream from a relay node, reassembles
-// frames on the network thread, decodes them on a codec thread and hands them to a sink.
+// onair — basic_viewer: the playing side. Receives a stream from a relay node, repairs loss
+// (NACK/RTX, RED), reassembles frames and schedules their playout on the network thread:
+// video through qos::frame_buffer (only decodable frames, at their render time), audio
+// through qos::audio_jitter_buffer (one 20 ms decision per period: decode, FEC, conceal),
+// the two kept in step by qos::lip_sync from the sender reports. Decoding and the sink run
+// on a codec thread.
 #pragma once
 
 #include "onair/codec/av.hpp"
@@ -10,8 +14,14 @@
 #include "onair/core/stats.hpp"
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
+#include "onair/core/overloaded.hpp"
+#include "onair/qos/frame_buffer.hpp"
+#include "onair/qos/jitter_buffer.hpp"
+#include "onair/qos/lip_sync.hpp"
 #include "onair/qos/nack_generator.hpp"
+#include "onair/qos/red.hpp"
 #include "onair/qos/rtx.hpp"
+#include "onair/rtp/opus.hpp"
 #include "onair/rtp/packet.hpp"
 #include "onair/rtp/rtcp.hpp"
 #include "onair/rtp/session_message.hpp"
@@ -29,6 +39,7 @@
 #include <optional>
 #include <string>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -61,6 +72,19 @@ struct viewer_stats {
         return all ? static_cast<double>(audio_concealed) / static_cast<double>(all) : 0.0;
     }
     sample_set latency_ms;             ///< render time - capture time (abs-capture-time) per video frame
+    sample_set audio_latency_ms;       ///< play time - capture time per decoded audio frame
+    sample_set av_offset_ms;           ///< per video frame: its latency - the latest audio frame's (> 0: video late)
+    std::uint64_t audio_fec = 0;              ///< frames rebuilt from the next packet's Opus in-band FEC
+    std::uint64_t audio_red_recovered = 0;    ///< frames that arrived only as RED redundancy
+    std::uint64_t audio_late = 0;             ///< packets that came after their playout time
+    std::uint64_t comfort_noise = 0;          ///< frames played in transmission pauses (DTX)
+    std::uint64_t video_frames_skipped = 0;   ///< complete frames dropped as undecodable (a reference lost)
+    double audio_target_delay_ms = 0;  ///< audio jitter buffer target (lip-sync extra included)
+    double audio_current_delay_ms = 0; ///< how far behind the earliest-arrival reference audio plays
+    double video_target_delay_ms = 0;  ///< video frame buffer target (lip-sync extra included)
+    double video_current_delay_ms = 0;
+    double audio_sync_delay_ms = 0;    ///< extra delays lip sync applies
+    double video_sync_delay_ms = 0;
     double elapsed_s = 0;              ///< since the first media packet
 };
 
@@ -92,13 +116,18 @@ public:
         /// How often lost video packets are looked for and requested.
         std::chrono::milliseconds nack_interval{10};
         qos::nack_generator::config nack{};
+        qos::frame_buffer_config video_buffer{};
+        qos::audio_jitter_config audio_buffer{};
+        qos::lip_sync_config sync{};
+        bool lip_sync = true;
     };
 
     template <class... Args>
     basic_viewer(config cfg, Sink sink, Args&&... transport_args)
         : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
-          hello_timer_(transport_.get_executor()), nack_timer_(transport_.get_executor()), ssrc_(detail::random_u32()),
-          nack_(cfg_.nack) {}
+          hello_timer_(transport_.get_executor()), nack_timer_(transport_.get_executor()),
+          video_timer_(transport_.get_executor()), audio_timer_(transport_.get_executor()), ssrc_(detail::random_u32()),
+          vdepack_(video_limits()), nack_(cfg_.nack), fbuf_(cfg_.video_buffer), ajb_(audio_config(cfg_.audio_buffer)) {}
     basic_viewer(const basic_viewer&) = delete;
     basic_viewer& operator=(const basic_viewer&) = delete;
     ~basic_viewer() { worker_.join(); }
@@ -121,6 +150,8 @@ public:
         running_ = false;
         hello_timer_.cancel();
         nack_timer_.cancel();
+        video_timer_.cancel();
+        audio_timer_.cancel();
         send_hello(rtp::session_type::leave);
         transport_.close();
         worker_.join();
@@ -172,8 +203,8 @@ private:
 
     void on_datagram(rtp::bytes_view d) {
         if (rtp::is_rtcp(d)) {
-            if (rtp::is_session_message(d)) on_session(d);
-            return; // sender reports are used for A/V sync once playout buffers exist
+            if (rtp::is_session_message(d)) return on_session(d);
+            return on_rtcp(d);
         }
         rtp::packet_view p;
         if (rtp::parse(d, p)) {
@@ -205,7 +236,8 @@ private:
             std::lock_guard lock(mu_);
             if (!live_ || (p.ssrc != desc_.video_ssrc && p.ssrc != desc_.audio_ssrc) ||
                 (p.ssrc == desc_.video_ssrc && p.payload_type != desc_.video_pt) ||
-                (p.ssrc == desc_.audio_ssrc && p.payload_type != desc_.audio_pt)) {
+                (p.ssrc == desc_.audio_ssrc && p.payload_type != desc_.audio_pt &&
+                 (desc_.audio_red_pt == 0 || p.payload_type != desc_.audio_red_pt))) {
                 ++stats_.unknown_packets;
                 return;
             }
@@ -218,20 +250,187 @@ private:
 
     /// A media packet of the stream (original, or rebuilt from a retransmission).
     void on_media(const rtp::packet_view& p, bool retransmission = false) {
+        const auto t = std::chrono::steady_clock::now();
         if (p.ssrc == desc_.video_ssrc) {
-            if (nack_.on_packet(p.sequence, std::chrono::steady_clock::now(), retransmission) ==
-                qos::nack_generator::arrival::duplicate)
+            if (nack_.on_packet(p.sequence, t, retransmission) == qos::nack_generator::arrival::duplicate)
                 return; // already had it (a late retransmission)
-            vdepack_.push(p, media_kind::video, [this](encoded_frame&& f) {
-                worker_.post([this, f = std::move(f)] { decode_video(f); });
-            });
+            vdepack_.push(p, media_kind::video, [&](encoded_frame&& f) { on_video_frame(std::move(f), retransmission, t); });
+            service_video(t);
         } else {
-            adepack_.push(p, media_kind::audio, [this](encoded_frame&& f) {
-                worker_.post([this, f = std::move(f)] { decode_audio(f); });
-            });
+            on_audio_packet(p, t);
         }
         std::lock_guard lock(mu_);
         stats_.depacketizer_dropped = vdepack_.dropped() + adepack_.dropped();
+    }
+
+    // ---- video playout ----
+
+    static rtp::assembler_limits video_limits() {
+        rtp::assembler_limits l;
+        if constexpr (signals_dependencies) {
+            l.keep_incomplete = true; // the frame buffer orders frames and checks their references
+            l.max_frames = 64;        // about 2 s at 30 fps: room for frames waiting on retransmissions
+        }
+        return l;
+    }
+    static constexpr bool signals_dependencies =
+        std::is_same_v<typename video_codec::payload_format, rtp::vp8_payload> ||
+        std::is_same_v<typename video_codec::payload_format, rtp::vp9_payload>;
+
+    void on_video_frame(encoded_frame&& f, bool retransmission, std::chrono::steady_clock::time_point t) {
+        qos::frame_info info;
+        if (f.dependency.has_picture_id) {
+            info.picture_id = f.dependency.picture_id;
+            info.has_tl0picidx = f.dependency.has_tl0picidx;
+            info.tl0picidx = f.dependency.tl0picidx;
+            info.layer_sync = f.dependency.layer_sync;
+        } else {
+            // A payload format without picture ids: frames come in order and stand alone.
+            info.picture_id = synthetic_pid_;
+            synthetic_pid_ = static_cast<std::uint16_t>((synthetic_pid_ + 1) & 0x7fff);
+            f.keyframe = true;
+        }
+        info.retransmitted = retransmission;
+        if (sync_) sync_->on_packet(media_kind::video, f.rtp_timestamp, t);
+        (void)fbuf_.insert(std::move(f), info, t);
+    }
+
+    /// Hands every frame that is due to the decoder, asks for a key frame when the buffer
+    /// cannot go on without one, and wakes up for the next release.
+    void service_video(std::chrono::steady_clock::time_point t) {
+        qos::released_frame r;
+        while (fbuf_.release(t, r))
+            worker_.post([this, f = std::move(r.frame)] { decode_video(f); });
+        if (fbuf_.keyframe_needed()) request_keyframe();
+        {
+            std::lock_guard lock(mu_);
+            const auto& fs = fbuf_.stats();
+            stats_.video_frames_skipped = fs.skipped;
+            stats_.video_target_delay_ms = static_cast<double>(fs.target_delay.count()) / 1000.0;
+            stats_.video_current_delay_ms = static_cast<double>(fs.current_delay.count()) / 1000.0;
+        }
+        std::optional<std::chrono::steady_clock::time_point> next = fbuf_.next_release_time();
+        if (!next && fbuf_.size() == 0) return;
+        // Nothing decodable yet: look again soon (a repair may come, or a key frame is due).
+        const auto at = next ? std::max(*next, t) : t + std::chrono::milliseconds(20);
+        if (video_armed_ && video_due_ <= at && video_due_ > t) return; // an earlier wake-up is set
+        video_armed_ = true;
+        video_due_ = at;
+        video_timer_.expires_at(at);
+        video_timer_.async_wait([this](std::error_code ec) {
+            if (ec || !running_) return;
+            video_armed_ = false;
+            service_video(std::chrono::steady_clock::now());
+        });
+    }
+
+    // ---- audio playout ----
+
+    static qos::audio_jitter_config audio_config(qos::audio_jitter_config c) {
+        c.clock_rate = audio_codec::clock_rate;
+        c.frame_samples = audio_codec::clock_rate / 50; // 20 ms frames
+        return c;
+    }
+    static constexpr bool single_packet_audio = std::is_same_v<typename audio_codec::payload_format, rtp::opus_payload>;
+
+    void on_audio_packet(const rtp::packet_view& p, std::chrono::steady_clock::time_point t) {
+        timestamp capture{};
+        if (auto ntp = p.abs_capture_time()) capture = from_ntp(*ntp);
+        if (sync_) sync_->on_packet(media_kind::audio, p.timestamp, t);
+        if (desc_.audio_red_pt && p.payload_type == desc_.audio_red_pt) {
+            qos::red_payload red;
+            if (qos::parse_red(p.payload, p.timestamp, red) != qos::red_status::ok) {
+                std::lock_guard lock(mu_);
+                ++stats_.malformed;
+                return;
+            }
+            // Redundant blocks first (oldest first): each is the packet that many sequence
+            // numbers back, and fills its place if that packet was lost.
+            const auto n = red.redundant_count;
+            std::uint64_t recovered = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                const auto& b = red.redundant_blocks[i];
+                if (b.payload_type != desc_.audio_pt || b.data.empty()) continue;
+                const auto seq = static_cast<std::uint16_t>(p.sequence - (n - i));
+                const timestamp cap = capture == timestamp{} ? capture
+                                      : capture - std::chrono::microseconds(std::int64_t{p.timestamp - b.timestamp} * 1'000'000 / audio_codec::clock_rate);
+                if (ajb_.insert(b.data, b.timestamp, seq, t, cap) == qos::audio_jitter_buffer::insert_result::inserted)
+                    ++recovered;
+            }
+            if (red.primary.payload_type == desc_.audio_pt) ajb_.insert(red.primary.data, p.timestamp, p.sequence, t, capture);
+            if (recovered) {
+                std::lock_guard lock(mu_);
+                stats_.audio_red_recovered += recovered;
+            }
+            return;
+        }
+        if constexpr (single_packet_audio) {
+            if (p.payload.empty()) {
+                std::lock_guard lock(mu_);
+                ++stats_.malformed;
+                return;
+            }
+            ajb_.insert(p.payload, p.timestamp, p.sequence, t, capture);
+        } else {
+            adepack_.push(p, media_kind::audio, [&](encoded_frame&& f) {
+                ajb_.insert(f.bytes(), f.rtp_timestamp, audio_index_++, t, f.capture_time);
+            });
+        }
+    }
+
+    void arm_audio() {
+        next_pull_ += std::chrono::milliseconds(20);
+        const auto t = std::chrono::steady_clock::now();
+        if (t - next_pull_ > std::chrono::milliseconds(200)) next_pull_ = t; // the thread stalled: do not burst
+        audio_timer_.expires_at(next_pull_);
+        audio_timer_.async_wait([this](std::error_code ec) {
+            if (ec || !running_) return;
+            pull_audio(std::chrono::steady_clock::now());
+            arm_audio();
+        });
+    }
+
+    /// One 20 ms period: what the jitter buffer says to play goes to the codec thread.
+    void pull_audio(std::chrono::steady_clock::time_point t) {
+        const qos::audio_pull r = ajb_.pull(t, pulled_);
+        if (++pulls_ % 50 == 0) update_sync();
+        {
+            std::lock_guard lock(mu_);
+            const auto& js = ajb_.stats();
+            stats_.audio_target_delay_ms = static_cast<double>(js.target_delay.count()) / 1000.0;
+            stats_.audio_current_delay_ms = static_cast<double>(js.current_delay.count()) / 1000.0;
+            stats_.audio_late = js.late;
+            if (r.action == qos::audio_action::comfort_noise) ++stats_.comfort_noise;
+        }
+        switch (r.action) {
+        case qos::audio_action::buffering: return;
+        case qos::audio_action::decode:
+        case qos::audio_action::decode_fec:
+            worker_.post([this, f = pulled_, fec = r.action == qos::audio_action::decode_fec] { decode_audio(f, fec); });
+            return;
+        case qos::audio_action::conceal:
+        case qos::audio_action::comfort_noise:
+            worker_.post([this, cn = r.action == qos::audio_action::comfort_noise] { conceal_audio(cn); });
+            return;
+        }
+    }
+
+    void update_sync() {
+        if (!sync_) return;
+        const auto d = sync_->update(ajb_.stats().target_delay, fbuf_.stats().target_delay);
+        if (!d) return;
+        ajb_.set_extra_delay(d->audio);
+        fbuf_.set_extra_delay(d->video);
+        std::lock_guard lock(mu_);
+        stats_.audio_sync_delay_ms = static_cast<double>(d->audio.count()) / 1000.0;
+        stats_.video_sync_delay_ms = static_cast<double>(d->video.count()) / 1000.0;
+    }
+
+    void on_rtcp(rtp::bytes_view d) {
+        if (!sync_) return;
+        rtp::rtcp::parse_counts counts;
+        (void)rtp::rtcp::parse_compound(d, overloaded{[this](const rtp::rtcp::sender_report& sr) { sync_->on_sender_report(sr); }},
+                                        counts);
     }
 
     void arm_nack() {
@@ -273,11 +472,29 @@ private:
         if (live_ && m.stream == desc_) return;
         if (m.stream.video_ssrc && m.stream.video_codec != video_codec::encoding_name) return; // not ours to decode
         if (m.stream.audio_ssrc && m.stream.audio_codec != audio_codec::encoding_name) return;
+        const bool first = !live_;
         desc_ = m.stream;
         live_ = true;
-        vdepack_ = {};
+        vdepack_ = typename video_codec::payload_format::depacketizer(video_limits());
         adepack_ = {};
         nack_.reset();
+        fbuf_.reset();
+        ajb_.reset();
+        if (cfg_.lip_sync && desc_.audio_ssrc && desc_.video_ssrc)
+            sync_.emplace(desc_.audio_ssrc, desc_.video_ssrc, sync_config());
+        else
+            sync_.reset();
+        if (first) {
+            next_pull_ = std::chrono::steady_clock::now();
+            arm_audio();
+        }
+    }
+
+    qos::lip_sync_config sync_config() const {
+        qos::lip_sync_config c = cfg_.sync;
+        c.audio_clock_rate = audio_codec::clock_rate;
+        c.video_clock_rate = video_codec::clock_rate;
+        return c;
     }
 
     void decode_video(const encoded_frame& f) {
@@ -306,39 +523,55 @@ private:
         }
         last_render_ = rendered;
         ++stats_.video_frames;
-        if (f.capture_time != timestamp{}) stats_.latency_ms.add(latency);
+        if (f.capture_time != timestamp{}) {
+            stats_.latency_ms.add(latency);
+            if (audio_latency_) stats_.av_offset_ms.add(latency - *audio_latency_);
+        }
     }
 
-    void decode_audio(const encoded_frame& f) {
+    void decode_audio(const encoded_frame& f, bool fec) {
         audio_frame out;
-        // Frames that never came are concealed, so playback keeps its 20 ms cadence
-        // (bounded: a long outage is a restart, not seconds of concealment).
-        if constexpr (requires { adec_.conceal(out); }) {
-            constexpr std::uint32_t frame_ts = audio_frame::sample_rate / 50;
-            if (last_audio_ts_) {
-                const std::uint32_t delta = f.rtp_timestamp - *last_audio_ts_;
-                const std::uint32_t missing = delta / frame_ts > 0 ? delta / frame_ts - 1 : 0;
-                if (delta % frame_ts == 0 && missing > 0 && missing <= 50) {
-                    for (std::uint32_t i = 0; i < missing; ++i) {
-                        if (adec_.conceal(out)) break;
-                        out.capture_time = f.capture_time - std::chrono::milliseconds(20 * (missing - i));
-                        sink_.on_audio(out);
-                        std::lock_guard lock(mu_);
-                        ++stats_.audio_concealed;
-                    }
-                }
-            }
-            last_audio_ts_ = f.rtp_timestamp;
+        std::error_code ec;
+        if (fec) {
+            if constexpr (requires { adec_.decode_fec(f, out); }) ec = adec_.decode_fec(f, out);
+            else return conceal_audio(false);
+        } else {
+            ec = adec_.decode(f, out);
         }
-        if (adec_.decode(f, out)) {
+        if (ec) {
             std::lock_guard lock(mu_);
             ++stats_.decode_errors;
             return;
         }
-        out.capture_time = f.capture_time;
+        // An FEC frame is the one before `f`: 20 ms earlier.
+        out.capture_time = f.capture_time == timestamp{} || !fec ? f.capture_time : f.capture_time - std::chrono::milliseconds(20);
+        last_audio_capture_ = out.capture_time;
         sink_.on_audio(out);
+        const double latency = static_cast<double>((now() - out.capture_time).count()) / 1000.0;
         std::lock_guard lock(mu_);
-        ++stats_.audio_frames;
+        if (fec) ++stats_.audio_fec;
+        else ++stats_.audio_frames;
+        if (out.capture_time != timestamp{}) {
+            stats_.audio_latency_ms.add(latency);
+            audio_latency_ = latency;
+        }
+    }
+
+    /// A frame period with nothing to decode: loss concealment, or comfort noise in a pause.
+    void conceal_audio(bool comfort_noise) {
+        audio_frame out;
+        if constexpr (requires { adec_.conceal(out); }) {
+            if (adec_.conceal(out)) return;
+        } else {
+            out.channels = 2;
+            out.samples.assign(static_cast<std::size_t>(audio_frame::sample_rate / 50 * 2), 0);
+        }
+        if (last_audio_capture_ != timestamp{}) last_audio_capture_ += std::chrono::milliseconds(20);
+        out.capture_time = last_audio_capture_;
+        sink_.on_audio(out);
+        if (comfort_noise) return;
+        std::lock_guard lock(mu_);
+        ++stats_.audio_concealed;
     }
 
     void request_keyframe() {
@@ -359,6 +592,8 @@ private:
     config cfg_;
     steady_timer_for<typename Transport::executor_type> hello_timer_;
     steady_timer_for<typename Transport::executor_type> nack_timer_;
+    steady_timer_for<typename Transport::executor_type> video_timer_;
+    steady_timer_for<typename Transport::executor_type> audio_timer_;
     std::uint32_t ssrc_;
     // Network thread state.
     typename video_codec::payload_format::depacketizer vdepack_;
@@ -370,10 +605,21 @@ private:
     std::vector<std::uint16_t> lost_;
     std::array<std::uint8_t, max_datagram_size> restored_{};
     bool running_ = false;
+    qos::frame_buffer fbuf_;
+    qos::audio_jitter_buffer ajb_;
+    std::optional<qos::lip_sync> sync_;
+    encoded_frame pulled_;
+    std::chrono::steady_clock::time_point next_pull_{};
+    std::uint64_t pulls_ = 0;
+    std::chrono::steady_clock::time_point video_due_{};
+    bool video_armed_ = false;
+    std::uint16_t synthetic_pid_ = 0;
+    std::uint16_t audio_index_ = 0;
     // Codec thread state.
     typename video_codec::decoder vdec_;
     typename audio_codec::decoder adec_;
-    std::optional<std::uint32_t> last_audio_ts_;
+    timestamp last_audio_capture_{};
+    std::optional<double> audio_latency_; // under mu_
     std::optional<std::chrono::steady_clock::time_point> last_render_; // under mu_
     // Shared, under mu_.
     mutable std::mutex mu_;

@@ -51,6 +51,18 @@ struct audio_frame {
     }
 };
 
+/// How a video frame relates to the frames before it, as its RTP payload descriptor says
+/// (VP8 RFC 7741, VP9 RFC 9628 non-flexible mode): what a frame buffer needs to tell
+/// decodable frames from ones whose references are missing.
+struct frame_dependency {
+    bool has_picture_id = false;
+    std::uint16_t picture_id = 0; ///< 15-bit (7-bit ids are widened as they are)
+    bool has_tl0picidx = false;   ///< false: each frame references the previous picture
+    std::uint8_t tl0picidx = 0;
+    bool layer_sync = false;      ///< VP8 Y / VP9 U: references the base layer only
+    friend bool operator==(const frame_dependency&, const frame_dependency&) = default;
+};
+
 /// One encoded access unit (a whole VP8/VP9 frame or one Opus packet).
 struct encoded_frame {
     media_kind kind = media_kind::video;
@@ -60,6 +72,7 @@ struct encoded_frame {
     timestamp capture_time{};
     int width = 0;  ///< video only, 0 when unknown
     int height = 0; ///< video only, 0 when unknown
+    frame_dependency dependency{}; ///< video received over RTP: from the first packet's descriptor
     std::vector<std::uint8_t> data;
 
     std::span<const std::uint8_t> bytes() const noexcept { return data; }

@@ -3,9 +3,13 @@
 // A depacketizer parses its payload descriptor into a fragment_info and hands it here. The
 // assembler groups packets by RTP timestamp, orders them by (unwrapped) sequence number,
 // and emits a frame once it holds a gap-free run from a start packet to an end packet.
-// Frames leave in sequence order, which for onair's codecs (no B-frames) is timestamp
-// order: when a newer frame completes, older incomplete frames are given up, and packets
-// that arrive for them afterwards are late.
+// By default frames leave in sequence order, which for onair's codecs (no B-frames) is
+// timestamp order: when a newer frame completes, older incomplete frames are given up, and
+// packets that arrive for them afterwards are late. With keep_incomplete (for a receiver
+// that repairs loss, with a frame buffer after the assembler that orders frames and checks
+// their references) older incomplete frames keep waiting for retransmissions when a newer
+// frame completes, so frames may leave out of order; a key frame still gives up everything
+// before it, and a packet of a frame already emitted (one of the last 64) is late.
 //
 // A sequence discontinuity (a sender that restarts its numbering, or one stray packet far
 // ahead that got a frame emitted) would make every later packet look late. As in RFC 3550
@@ -24,9 +28,11 @@
 #include "onair/rtp/sequence.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -40,6 +46,7 @@ struct fragment_info {
     bool end = false;               ///< last packet of a frame
     bool keyframe = false;          ///< read from the start packet only
     std::optional<std::uint8_t> temporal_layer; ///< read from the start packet only
+    frame_dependency dependency{};  ///< read from the start packet only
     int width = 0;                  ///< resolution carried by the start packet, 0 when none
     int height = 0;
 };
@@ -51,6 +58,7 @@ struct assembler_limits {
     std::size_t max_frames = 16;                           ///< incomplete frames at once
     std::size_t max_dropout = 3000;    ///< packets this far behind are not retransmissions
     std::size_t resync_packets = 4;    ///< consecutive such packets that restart the numbering
+    bool keep_incomplete = false;      ///< older incomplete frames wait when a newer one completes
 };
 
 /// Counters; frames and packets as named.
@@ -84,17 +92,22 @@ public:
     template <class Emit>
     void push(const packet_view& p, media_kind kind, const fragment_info& fi, Emit&& emit) {
         std::int64_t seq = unwrap_.unwrap(p.sequence);
+        pending* f = nullptr;
         if (last_emitted_ && seq <= *last_emitted_) {
-            if (!far_behind(p.sequence, seq)) {
+            if (far_behind(p.sequence, seq)) {
+                resync();
+                seq = unwrap_.unwrap(p.sequence);
+            } else if (!limits_.keep_incomplete || seq <= floor_ || was_emitted(p.timestamp) ||
+                       *last_emitted_ - seq > static_cast<std::int64_t>(limits_.max_dropout)) {
                 ++stats_.late;
                 return;
+            } else {
+                f = find(p.timestamp); // a frame still waiting for repair, or one not seen yet
             }
-            resync();
-            seq = unwrap_.unwrap(p.sequence);
         } else {
             resync_run_ = 0;
         }
-        pending* f = find(p.timestamp);
+        if (!f) f = find(p.timestamp);
         if (!f) f = open(p.timestamp, seq);
         if (f->discarded) {
             ++stats_.late;
@@ -129,6 +142,7 @@ public:
         if (fi.start) {
             f->keyframe = fi.keyframe;
             f->temporal_layer = fi.temporal_layer;
+            f->dependency = fi.dependency;
             f->width = fi.width;
             f->height = fi.height;
         }
@@ -155,6 +169,9 @@ public:
         for (auto& f : frames_) release(f);
         unwrap_.reset();
         last_emitted_.reset();
+        floor_ = std::numeric_limits<std::int64_t>::min();
+        emitted_ = {};
+        emitted_count_ = 0;
         resync_run_ = 0;
     }
 
@@ -174,6 +191,7 @@ private:
         media_kind kind = media_kind::video;
         bool keyframe = false;
         std::optional<std::uint8_t> temporal_layer;
+        frame_dependency dependency{};
         int width = 0;
         int height = 0;
         std::optional<std::uint64_t> capture_ntp;
@@ -194,6 +212,16 @@ private:
         resync_run_ = (resync_run_ > 0 && raw == resync_next_) ? resync_run_ + 1 : 1;
         resync_next_ = static_cast<std::uint16_t>(raw + 1);
         return resync_run_ >= limits_.resync_packets;
+    }
+
+    void remember_emitted(std::uint32_t ts) noexcept {
+        emitted_[emitted_count_++ % emitted_.size()] = ts;
+    }
+    bool was_emitted(std::uint32_t ts) const noexcept {
+        const std::size_t n = std::min(emitted_count_, emitted_.size());
+        for (std::size_t i = 0; i < n; ++i)
+            if (emitted_[i] == ts) return true;
+        return false;
     }
 
     void resync() noexcept {
@@ -251,6 +279,7 @@ private:
         f.discarded = false;
         f.keyframe = false;
         f.temporal_layer.reset();
+        f.dependency = {};
         f.width = f.height = 0;
         f.capture_ntp.reset();
     }
@@ -267,6 +296,7 @@ private:
         out.kind = f.kind;
         out.keyframe = f.keyframe;
         out.temporal_layer = f.temporal_layer.value_or(0);
+        out.dependency = f.dependency;
         out.rtp_timestamp = f.rtp_timestamp;
         if (f.capture_ntp) out.capture_time = from_ntp(*f.capture_ntp);
         out.width = f.width;
@@ -279,10 +309,14 @@ private:
         }
         last_emitted_ = std::max(last_emitted_.value_or(f.packets.back().seq), f.packets.back().seq);
         const std::int64_t first = f.first_seq;
-        for (auto& o : frames_) {
-            if (!o.active || &o == &f || o.first_seq >= first) continue;
-            if (!o.discarded) ++stats_.incomplete;
-            release(o);
+        remember_emitted(f.rtp_timestamp);
+        if (!limits_.keep_incomplete || f.keyframe) {
+            for (auto& o : frames_) {
+                if (!o.active || &o == &f || o.first_seq >= first) continue;
+                if (!o.discarded) ++stats_.incomplete;
+                release(o);
+            }
+            if (limits_.keep_incomplete) floor_ = std::max(floor_, first - 1);
         }
         release(f);
         ++stats_.frames;
@@ -293,6 +327,9 @@ private:
     std::vector<pending> frames_;
     seq_unwrapper unwrap_;
     std::optional<std::int64_t> last_emitted_;
+    std::int64_t floor_ = std::numeric_limits<std::int64_t>::min(); ///< keep_incomplete: older packets are late
+    std::array<std::uint32_t, 64> emitted_{}; ///< keep_incomplete: timestamps of recent frames
+    std::size_t emitted_count_ = 0;
     std::size_t resync_run_ = 0;
     std::uint16_t resync_next_ = 0;
     std::size_t held_packets_ = 0;

@@ -33,6 +33,7 @@ struct stream_description {
     std::string audio_codec; ///< "opus", "x-onair-raw-audio"
     std::uint32_t video_rtx_ssrc = 0; ///< RFC 4588 retransmissions of video; 0 = none
     std::uint8_t video_rtx_pt = 97;
+    std::uint8_t audio_red_pt = 0;    ///< RFC 2198 redundant audio on the audio SSRC; 0 = none
     friend bool operator==(const stream_description&, const stream_description&) = default;
 };
 
@@ -61,7 +62,7 @@ inline constexpr std::size_t max_stream_name = 255;
 inline std::size_t write_session_message(const session_message& m, std::span<std::uint8_t> out) noexcept {
     const auto& s = m.stream;
     if (s.name.size() > max_stream_name || s.video_codec.size() > 255 || s.audio_codec.size() > 255) return 0;
-    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 5;
+    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 6;
     const std::size_t padded = (data + 3) / 4 * 4;
     const std::size_t total = 12 + padded;
     if (out.size() < total) return 0;
@@ -91,6 +92,7 @@ inline std::size_t write_session_message(const session_message& m, std::span<std
     put_string(s.audio_codec);
     store_be32(q, s.video_rtx_ssrc);
     q[4] = s.video_rtx_pt;
+    q[5] = s.audio_red_pt;
     return total;
 }
 
@@ -137,6 +139,9 @@ inline std::error_code parse_session_message(bytes_view d, session_message& m) n
     if (end - q < 5) return errc::truncated;
     s.video_rtx_ssrc = load_be32(q);
     s.video_rtx_pt = q[4] & 0x7f;
+    // Optional fields added later: absent in shorter messages (they read as 0), padding
+    // (zero) otherwise.
+    if (end - q >= 6) s.audio_red_pt = q[5] & 0x7f;
     return {};
 }
 

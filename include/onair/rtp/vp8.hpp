@@ -194,6 +194,7 @@ struct vp8_payload {
             fi.start = d.starts_frame();
             fi.end = p.marker;
             if (d.has_tid) fi.temporal_layer = d.tid;
+            fi.dependency = {d.has_picture_id, d.picture_id, d.has_tl0picidx, d.tl0picidx, d.layer_sync};
             assembler_.push(p, kind, fi, [&emit](encoded_frame&& f) {
                 const vp8_frame_info info = parse_vp8_frame_header(f.data);
                 f.keyframe = info.keyframe;

@@ -237,6 +237,8 @@ struct vp9_payload {
             fi.end = p.marker;
             fi.keyframe = d.keyframe();
             if (d.has_layer_indices) fi.temporal_layer = d.tid;
+            fi.dependency = {d.has_picture_id, d.picture_id, d.has_layer_indices && !d.flexible, d.tl0picidx,
+                             d.switching_up};
             if (d.has_ss && d.has_resolution) {
                 // The picture decodes at the top spatial layer's size.
                 fi.width = d.width[d.spatial_layers - 1u];
