@@ -21,6 +21,7 @@
 #include "onair/qos/nack_generator.hpp"
 #include "onair/qos/red.hpp"
 #include "onair/qos/rtx.hpp"
+#include "onair/rtp/keyframe.hpp"
 #include "onair/rtp/opus.hpp"
 #include "onair/rtp/packet.hpp"
 #include "onair/rtp/rtcp.hpp"
@@ -52,7 +53,8 @@ struct viewer_stats {
     std::uint64_t unknown_packets = 0; ///< RTP from SSRCs not in the stream description
     std::uint64_t malformed = 0;
     std::uint64_t video_frames = 0;    ///< decoded and handed to the sink
-    std::uint64_t audio_frames = 0;
+    std::uint64_t audio_frames = 0;    ///< decoded (FEC included) and handed to the sink
+    std::uint64_t audio_played = 0;    ///< 20 ms frames handed to the sink: decoded, concealed or comfort noise
     std::uint64_t decode_errors = 0;
     std::uint64_t keyframe_requests = 0;
     std::uint64_t depacketizer_dropped = 0;
@@ -62,7 +64,7 @@ struct viewer_stats {
     std::uint64_t nack_requests = 0;           ///< sequence numbers requested
     std::uint64_t retransmissions = 0;         ///< RTX packets received
     double rtt_ms = 0;                         ///< from request-to-retransmission times
-    std::uint64_t audio_concealed = 0;         ///< 20 ms frames produced by loss concealment
+    std::uint64_t audio_concealed = 0;         ///< 20 ms frames produced by loss concealment (PLC)
     std::uint64_t freezes = 0;                 ///< gaps > 500 ms between rendered video frames
     double frozen_s = 0;                       ///< total length of those gaps
     double playback_s = 0;                     ///< first to last rendered video frame
@@ -74,10 +76,11 @@ struct viewer_stats {
     sample_set latency_ms;             ///< render time - capture time (abs-capture-time) per video frame
     sample_set audio_latency_ms;       ///< play time - capture time per decoded audio frame
     sample_set av_offset_ms;           ///< per video frame: its latency - the latest audio frame's (> 0: video late)
-    std::uint64_t audio_fec = 0;              ///< frames rebuilt from the next packet's Opus in-band FEC
+    std::uint64_t audio_fec = 0;              ///< of audio_frames: rebuilt from the next packet's Opus in-band FEC
     std::uint64_t audio_red_recovered = 0;    ///< frames that arrived only as RED redundancy
     std::uint64_t audio_late = 0;             ///< packets that came after their playout time
     std::uint64_t comfort_noise = 0;          ///< frames played in transmission pauses (DTX)
+    std::uint64_t audio_skipped = 0;          ///< frames dropped to cut delay (acceleration, flush, overflow)
     std::uint64_t video_frames_skipped = 0;   ///< complete frames dropped as undecodable (a reference lost)
     double audio_target_delay_ms = 0;  ///< audio jitter buffer target (lip-sync extra included)
     double audio_current_delay_ms = 0; ///< how far behind the earliest-arrival reference audio plays
@@ -166,6 +169,7 @@ public:
     viewer_stats stats() const {
         std::lock_guard lock(mu_);
         viewer_stats s = stats_;
+        s.audio_played = audio_played_.load();
         if (first_packet_) s.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - *first_packet_).count();
         return s;
     }
@@ -252,8 +256,11 @@ private:
     void on_media(const rtp::packet_view& p, bool retransmission = false) {
         const auto t = std::chrono::steady_clock::now();
         if (p.ssrc == desc_.video_ssrc) {
+            const bool first = !video_started_;
+            video_started_ = true;
             if (nack_.on_packet(p.sequence, t, retransmission) == qos::nack_generator::arrival::duplicate)
                 return; // already had it (a late retransmission)
+            if (!find_stream_start(p, first, t)) return;
             vdepack_.push(p, media_kind::video, [&](encoded_frame&& f) { on_video_frame(std::move(f), retransmission, t); });
             service_video(t);
         } else {
@@ -264,6 +271,41 @@ private:
     }
 
     // ---- video playout ----
+
+    /// The relay starts a subscriber's video at a key frame. When its first packets were
+    /// lost nothing reveals them (there is no earlier packet to show the gap), so until a
+    /// key frame's start is seen the packets before the oldest one are requested too, a few
+    /// at a time (bounded).
+    /// Returns false for a packet from before the stream's start (not for this viewer).
+    bool find_stream_start(const rtp::packet_view& p, bool first, std::chrono::steady_clock::time_point t) {
+        if (first) {
+            start_search_ = !rtp::starts_keyframe(video_format_, p.payload) ? 1 : 0;
+            start_ts_ = p.timestamp;
+            start_seq_ = p.sequence;
+            if (start_search_) nack_.extend_back(start_search_step, t);
+            return true;
+        }
+        // Only packets from before the first one tell where the stream starts.
+        if (!start_search_ || static_cast<std::int16_t>(p.sequence - start_seq_) >= 0) return true;
+        if (rtp::starts_keyframe(video_format_, p.payload)) {
+            start_search_ = 0;
+            nack_.withdraw_before(p.sequence); // the stream starts here
+            return true;
+        }
+        if (p.timestamp != start_ts_) {
+            // The frame before the key frame: the key frame starts after it.
+            start_search_ = 0;
+            nack_.withdraw_before(static_cast<std::uint16_t>(p.sequence + 1));
+            return false;
+        }
+        if (p.sequence == nack_.lowest() && start_search_ < start_search_limit) {
+            ++start_search_;
+            nack_.extend_back(start_search_step, t);
+        }
+        return true;
+    }
+    static constexpr std::size_t start_search_step = 8;
+    static constexpr int start_search_limit = 8; // up to 64 packets back: a large key frame
 
     static rtp::assembler_limits video_limits() {
         rtp::assembler_limits l;
@@ -299,8 +341,9 @@ private:
     /// cannot go on without one, and wakes up for the next release.
     void service_video(std::chrono::steady_clock::time_point t) {
         qos::released_frame r;
-        while (fbuf_.release(t, r))
+        while (fbuf_.release(t, r)) {
             worker_.post([this, f = std::move(r.frame)] { decode_video(f); });
+        }
         if (fbuf_.keyframe_needed()) request_keyframe();
         {
             std::lock_guard lock(mu_);
@@ -400,7 +443,12 @@ private:
             stats_.audio_target_delay_ms = static_cast<double>(js.target_delay.count()) / 1000.0;
             stats_.audio_current_delay_ms = static_cast<double>(js.current_delay.count()) / 1000.0;
             stats_.audio_late = js.late;
-            if (r.action == qos::audio_action::comfort_noise) ++stats_.comfort_noise;
+            // The buffer's counts, not the actions: PLC played in a gap that turns out to be
+            // a pause is moved to comfort noise afterwards.
+            stats_.audio_concealed = js.concealed - ajb_.unresolved_concealment();
+            stats_.comfort_noise = js.comfort_noise;
+            stats_.audio_fec = js.fec;
+            stats_.audio_skipped = js.accelerated + js.flushed + js.overflow;
         }
         switch (r.action) {
         case qos::audio_action::buffering: return;
@@ -478,6 +526,9 @@ private:
         vdepack_ = typename video_codec::payload_format::depacketizer(video_limits());
         adepack_ = {};
         nack_.reset();
+        start_search_ = 0;
+        video_started_ = false;
+        video_format_ = rtp::video_format_of(desc_.video_codec);
         fbuf_.reset();
         ajb_.reset();
         if (cfg_.lip_sync && desc_.audio_ssrc && desc_.video_ssrc)
@@ -547,10 +598,10 @@ private:
         out.capture_time = f.capture_time == timestamp{} || !fec ? f.capture_time : f.capture_time - std::chrono::milliseconds(20);
         last_audio_capture_ = out.capture_time;
         sink_.on_audio(out);
+        ++audio_played_;
         const double latency = static_cast<double>((now() - out.capture_time).count()) / 1000.0;
         std::lock_guard lock(mu_);
-        if (fec) ++stats_.audio_fec;
-        else ++stats_.audio_frames;
+        ++stats_.audio_frames;
         if (out.capture_time != timestamp{}) {
             stats_.audio_latency_ms.add(latency);
             audio_latency_ = latency;
@@ -569,9 +620,8 @@ private:
         if (last_audio_capture_ != timestamp{}) last_audio_capture_ += std::chrono::milliseconds(20);
         out.capture_time = last_audio_capture_;
         sink_.on_audio(out);
-        if (comfort_noise) return;
-        std::lock_guard lock(mu_);
-        ++stats_.audio_concealed;
+        ++audio_played_;
+        (void)comfort_noise; // counted by the jitter buffer
     }
 
     void request_keyframe() {
@@ -614,11 +664,17 @@ private:
     std::chrono::steady_clock::time_point video_due_{};
     bool video_armed_ = false;
     std::uint16_t synthetic_pid_ = 0;
+    bool video_started_ = false;
+    int start_search_ = 0; ///< > 0: looking for the first key frame's start, that many steps back
+    std::uint32_t start_ts_ = 0; ///< RTP timestamp of the first video packet
+    std::uint16_t start_seq_ = 0;
+    rtp::video_format video_format_ = rtp::video_format::unknown;
     std::uint16_t audio_index_ = 0;
     // Codec thread state.
     typename video_codec::decoder vdec_;
     typename audio_codec::decoder adec_;
     timestamp last_audio_capture_{};
+    std::atomic<std::uint64_t> audio_played_{0};
     std::optional<double> audio_latency_; // under mu_
     std::optional<std::chrono::steady_clock::time_point> last_render_; // under mu_
     // Shared, under mu_.

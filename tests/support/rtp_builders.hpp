@@ -9,12 +9,12 @@
 
 namespace onair_test {
 
-/// Packetizes `f` with Payload's packetizer into whole RTP datagrams.
+/// Packetizes `f` with `pk` (a Payload packetizer: keep one per stream, so picture ids
+/// advance from frame to frame as a sender's do) into whole RTP datagrams.
 template <class Payload>
-std::vector<std::vector<std::uint8_t>> packetize(const onair::encoded_frame& f, std::uint32_t ssrc, std::uint16_t& seq,
-                                                 std::uint8_t pt = 96) {
+std::vector<std::vector<std::uint8_t>> packetize(typename Payload::packetizer& pk, const onair::encoded_frame& f,
+                                                 std::uint32_t ssrc, std::uint16_t& seq, std::uint8_t pt = 96) {
     std::vector<std::vector<std::uint8_t>> out;
-    typename Payload::packetizer pk;
     pk.packetize(f, onair::rtp::max_payload_size,
                  [&](onair::rtp::bytes_view desc, onair::rtp::bytes_view data, bool marker) {
                      std::vector<std::uint8_t> payload(desc.begin(), desc.end());
@@ -30,6 +30,14 @@ std::vector<std::vector<std::uint8_t>> packetize(const onair::encoded_frame& f, 
                      out.push_back(std::move(pkt));
                  });
     return out;
+}
+
+/// Packetizes one frame with a fresh packetizer (picture id 0): for a single frame.
+template <class Payload>
+std::vector<std::vector<std::uint8_t>> packetize(const onair::encoded_frame& f, std::uint32_t ssrc, std::uint16_t& seq,
+                                                 std::uint8_t pt = 96) {
+    typename Payload::packetizer pk;
+    return packetize<Payload>(pk, f, ssrc, seq, pt);
 }
 
 /// A VP8-looking frame: a keyframe starts with the 10-byte keyframe header (P bit clear,

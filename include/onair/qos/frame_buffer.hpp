@@ -87,6 +87,7 @@ struct frame_buffer_config {
     double max_decrease_rate = 0.1;                ///< delay decrease per unit of time
     std::chrono::microseconds keyframe_timeout{300'000};
     std::uint32_t max_reorder = 100;               ///< a key frame this many pictures "old" restarts the stream
+    std::chrono::microseconds restart_span{10'000'000}; ///< an RTP timestamp jump this large restarts the stream
 };
 
 struct frame_buffer_stats {
@@ -133,6 +134,19 @@ public:
     /// Adds a complete frame (moved in: no copy of its data).
     insert_result insert(encoded_frame&& f, const frame_info& info, time_point arrival) {
         const std::int64_t now = us(arrival);
+        std::int64_t ts = ts_unwrap_.unwrap(f.rtp_timestamp);
+        if (last_ts_valid_) {
+            // A jump this large is a new stream (or garbage): its render times would be
+            // off by the jump, so start over from this frame.
+            const std::int64_t span = cfg_.restart_span.count() * cfg_.clock_rate / 1'000'000;
+            if (ts - last_ts_ > span || last_ts_ - ts > span) {
+                restart();
+                ++stats_.restarts;
+                ts = ts_unwrap_.unwrap(f.rtp_timestamp);
+            }
+        }
+        last_ts_ = ts;
+        last_ts_valid_ = true;
         std::int64_t pid = pid_unwrap_.unwrap(info.picture_id);
         if (chain_.valid && pid <= chain_.last_pid) {
             if (!(f.keyframe && chain_.last_pid - pid > cfg_.max_reorder)) {
@@ -142,13 +156,15 @@ public:
             restart();
             ++stats_.restarts;
             pid = pid_unwrap_.unwrap(info.picture_id);
+            ts = ts_unwrap_.unwrap(f.rtp_timestamp);
+            last_ts_ = ts;
+            last_ts_valid_ = true;
         }
         const auto pos = lower(pid);
         if (pos != order_.end() && slots_[*pos].pid == pid) {
             ++stats_.duplicates;
             return insert_result::duplicate;
         }
-        const std::int64_t ts = ts_unwrap_.unwrap(f.rtp_timestamp);
         if (!info.retransmitted || !ref_.valid()) observe(now, ts);
         if (free_.empty()) {
             ++stats_.overflow;
@@ -361,6 +377,7 @@ private:
         last_render_ = std::numeric_limits<std::int64_t>::min();
         stall_since_ = -1;
         keyframe_needed_ = false;
+        last_ts_valid_ = false;
         stats_.buffered = 0;
     }
 
@@ -383,6 +400,8 @@ private:
     std::int64_t last_render_ = std::numeric_limits<std::int64_t>::min();
     std::int64_t stall_since_ = -1;
     bool keyframe_needed_ = false;
+    std::int64_t last_ts_ = 0; ///< unwrapped timestamp of the last frame inserted
+    bool last_ts_valid_ = false;
     frame_buffer_stats stats_;
 };
 

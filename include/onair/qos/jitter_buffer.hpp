@@ -35,7 +35,9 @@
 //   so one lost frame is concealed once.
 // - bounds: capacity frames at most (the oldest is dropped when full); when the current
 //   delay exceeds max_delay + one frame, playout skips ahead to the target; after
-//   idle_reset of underrun the buffer goes back to buffering.
+//   idle_reset of underrun the buffer goes back to buffering, and the PLC frames played in
+//   that underrun count as comfort noise (the sender paused or stopped: an outage that
+//   long is not packet loss).
 //
 // One frame is frame_samples RTP ticks (20 ms for onair's Opus); every pull produces one.
 #pragma once
@@ -196,6 +198,13 @@ public:
         return r;
     }
 
+    /// PLC frames played since the buffer ran empty: concealment if what follows turns out
+    /// lost, comfort noise if the sender paused or stopped. Not known yet; a receiver that
+    /// stops now leaves them out of its concealment count.
+    std::uint64_t unresolved_concealment() const noexcept {
+        return state_ == state::playing && order_.empty() ? expand_run_ : 0;
+    }
+
     /// Extra delay added to the target (lip sync), >= 0.
     void set_extra_delay(std::chrono::microseconds d) noexcept { extra_ = std::max<std::int64_t>(d.count(), 0); }
     std::chrono::microseconds extra_delay() const noexcept { return std::chrono::microseconds{extra_}; }
@@ -319,10 +328,13 @@ private:
 
     audio_pull start(std::int64_t now, encoded_frame& out) {
         if (order_.empty()) return {};
-        // Start with the newest frame already due: a backlog is not worth its delay.
+        // A restart begins with the newest frame already due: a backlog is not worth its
+        // delay. The very first start plays from the first frame (a burst at start-up is the
+        // sender's, and acceleration takes the extra delay off later).
         std::size_t pick = order_.size();
         for (std::size_t i = 0; i < order_.size() && due(slots_[order_[i]].ts) <= now; ++i) pick = i;
         if (pick == order_.size()) return {};
+        if (!played_) pick = 0;
         for (std::size_t i = 0; i < pick; ++i) {
             drop_head();
             ++stats_.flushed;
@@ -405,6 +417,9 @@ private:
     audio_pull underrun(std::int64_t now) {
         if (empty_since_ < 0) empty_since_ = now;
         if (now - empty_since_ >= cfg_.idle_reset.count()) {
+            // Nothing at all for idle_reset: the sender paused or stopped. The PLC played
+            // meanwhile stood in for silence, not for lost packets.
+            reclassify_as_silence();
             state_ = state::buffering;
             return {};
         }

@@ -60,7 +60,7 @@ public:
         const std::int64_t s = unwrap_.unwrap(seq);
         if (!started_) {
             started_ = true;
-            highest_ = s;
+            highest_ = lowest_ = s;
             return arrival::in_order;
         }
         if (s > highest_) {
@@ -69,7 +69,7 @@ public:
                 ++stats_.restarts;
                 missing_.clear();
                 keyframe_wanted_ = true;
-                highest_ = s;
+                highest_ = lowest_ = s;
                 return arrival::restart;
             }
             for (std::int64_t m = highest_ + 1; m < s; ++m) {
@@ -122,6 +122,34 @@ public:
         missing_.resize(keep);
     }
 
+    /// Declares the `count` packets just before the oldest one seen so far missing (a
+    /// receiver that joined mid-frame: the frame's first packets were lost before anything
+    /// revealed them). Returns how many were added; 0 before the first packet.
+    std::size_t extend_back(std::size_t count, clock::time_point now) {
+        if (!started_ || count == 0) return 0;
+        count = std::min(count, cfg_.max_missing - std::min(cfg_.max_missing, missing_.size()));
+        std::vector<hole> added;
+        added.reserve(count);
+        for (std::size_t i = count; i > 0; --i) added.push_back(hole{lowest_ - static_cast<std::int64_t>(i), now, {}, 0});
+        missing_.insert(missing_.begin(), added.begin(), added.end());
+        lowest_ -= static_cast<std::int64_t>(count);
+        stats_.missing += count;
+        return count;
+    }
+    /// Takes back the holes before `seq` that extend_back declared and that turned out not
+    /// to exist (the stream starts at `seq`): they are neither requested nor counted.
+    void withdraw_before(std::uint16_t seq) {
+        if (!started_) return;
+        const std::int64_t v = unwrap_.peek(seq);
+        const auto end = std::lower_bound(missing_.begin(), missing_.end(), v,
+                                          [](const hole& h, std::int64_t x) { return h.seq < x; });
+        stats_.missing -= static_cast<std::uint64_t>(end - missing_.begin());
+        missing_.erase(missing_.begin(), end);
+        lowest_ = std::max(lowest_, v);
+    }
+    /// The oldest sequence number seen or declared missing (unwrapped as 16 bits).
+    std::uint16_t lowest() const noexcept { return static_cast<std::uint16_t>(lowest_); }
+
     /// True when `seq` is a hole still waiting (what a retransmission may legitimately fill).
     bool is_missing(std::uint16_t seq) const noexcept {
         if (!started_) return false;
@@ -157,6 +185,7 @@ private:
     config cfg_;
     rtp::seq_unwrapper unwrap_;
     std::int64_t highest_ = 0;
+    std::int64_t lowest_ = 0;
     bool started_ = false;
     bool keyframe_wanted_ = false;
     std::vector<hole> missing_; // ascending seq

@@ -25,6 +25,7 @@ rtp::session_message sample() {
     m.stream.audio_codec = "opus";
     m.stream.video_rtx_ssrc = 0x55667788;
     m.stream.video_rtx_pt = 97;
+    m.stream.audio_red_pt = 63;
     return m;
 }
 } // namespace
@@ -32,11 +33,12 @@ rtp::session_message sample() {
 TEST_CASE("session message: the APP header and every field round-trip") {
     std::array<std::uint8_t, 256> buf{};
     const auto n = rtp::write_session_message(sample(), buf);
-    // 12-byte APP header + 4 + (1+3) + 10 + (1+3) + (1+4) + 5 = 44 bytes, a multiple of 4.
-    REQUIRE(n == 44);
+    // 12-byte APP header + 4 + (1+3) + 10 + (1+3) + (1+4) + 5 + 1 (RED PT) = 45, padded to 48.
+    REQUIRE(n == 48);
+    CHECK(buf[44] == 63); // audio RED PT right after the RTX PT
     CHECK(buf[0] == (0x80 | 3));              // V=2, subtype 3 = ack
     CHECK(buf[1] == 204);                     // APP
-    CHECK(rtp::load_be16(&buf[2]) == 44 / 4 - 1);
+    CHECK(rtp::load_be16(&buf[2]) == 48 / 4 - 1);
     CHECK(std::string(buf.begin() + 8, buf.begin() + 12) == "ONAR");
     CHECK(rtp::is_rtcp(std::span(buf.data(), n)));
     CHECK(rtp::is_session_message(std::span(buf.data(), n)));
@@ -46,6 +48,21 @@ TEST_CASE("session message: the APP header and every field round-trip") {
     CHECK(back.status == rtp::session_status::waiting);
     CHECK(back.sender_ssrc == 0x01020304);
     CHECK(back.stream == sample().stream);
+}
+
+TEST_CASE("session message: a message without the RED field (the earlier layout) reads audio_red_pt 0") {
+    auto m = sample();
+    m.stream.audio_red_pt = 0;
+    std::array<std::uint8_t, 256> buf{};
+    const auto n = rtp::write_session_message(m, buf);
+    // The earlier layout ended after the RTX PT: 44 bytes, length field 10.
+    std::vector<std::uint8_t> old(buf.begin(), buf.begin() + 44);
+    rtp::store_be16(&old[2], 44 / 4 - 1);
+    rtp::session_message back;
+    REQUIRE_FALSE(static_cast<bool>(rtp::parse_session_message(old, back)));
+    CHECK(back.stream.audio_red_pt == 0);
+    CHECK(back.stream == m.stream);
+    REQUIRE(n == 48);
 }
 
 TEST_CASE("session message: every truncation and bad field is refused") {
@@ -67,7 +84,7 @@ TEST_CASE("session message: every truncation and bad field is refused") {
     auto long_name = sample();
     long_name.stream.name.assign(256, 'x');
     CHECK(rtp::write_session_message(long_name, buf) == 0);
-    CHECK(rtp::write_session_message(sample(), std::span(buf.data(), 40)) == 0);
+    CHECK(rtp::write_session_message(sample(), std::span(buf.data(), 44)) == 0);
 }
 
 TEST_CASE("session message: random bytes never crash the parser") {
