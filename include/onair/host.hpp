@@ -41,10 +41,13 @@ struct host_stats {
     std::uint64_t keyframe_requests = 0;    ///< PLIs received
     std::uint64_t audio_frames_encoded = 0;
     std::uint64_t packets_sent = 0;
+    std::uint64_t video_packets_sent = 0;   ///< of packets_sent (originals, not retransmissions)
     std::uint64_t bytes_sent = 0;           ///< RTP payload + headers
     std::uint64_t encode_errors = 0;
     std::uint64_t nacks_received = 0;
     std::uint64_t retransmissions = 0;      ///< RTX packets sent
+    std::uint64_t retransmission_bytes = 0; ///< their datagram bytes (included in bytes_sent)
+    std::uint64_t redundancy_bytes = 0;     ///< RED redundant blocks and headers (included in bytes_sent)
     bool published = false;                 ///< the relay acknowledged the publish hello
     bool refused = false;                   ///< the relay refused the stream name
 };
@@ -212,10 +215,13 @@ public:
         s.keyframe_requests = stats_.keyframe_requests;
         s.audio_frames_encoded = stats_.audio_frames_encoded;
         s.packets_sent = stats_.packets_sent;
+        s.video_packets_sent = stats_.video_packets_sent;
         s.bytes_sent = stats_.bytes_sent;
         s.encode_errors = stats_.encode_errors;
         s.nacks_received = stats_.nacks_received;
         s.retransmissions = stats_.retransmissions;
+        s.retransmission_bytes = stats_.retransmission_bytes;
+        s.redundancy_bytes = stats_.redundancy_bytes;
         s.published = stats_.published;
         s.refused = stats_.refused;
         return s;
@@ -246,8 +252,8 @@ public:
 private:
     struct atomic_stats {
         std::atomic<std::uint64_t> video_frames_in{0}, video_frames_dropped{0}, video_frames_encoded{0}, keyframes{0},
-            keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, bytes_sent{0}, encode_errors{0},
-            nacks_received{0}, retransmissions{0};
+            keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, video_packets_sent{0}, bytes_sent{0}, encode_errors{0},
+            nacks_received{0}, retransmissions{0}, retransmission_bytes{0}, redundancy_bytes{0};
         std::atomic<bool> published{false}, refused{false};
     };
 
@@ -282,6 +288,7 @@ private:
                 payload_size = red_.encode(m.payload_type, ts, rtp::bytes_view(primary.data(), desc.size() + data.size()),
                                            buf.subspan(n, std::min(buf.size() - n, rtp::max_payload_size)));
                 if (payload_size == 0) return;
+                stats_.redundancy_bytes += payload_size - (desc.size() + data.size());
             } else {
                 if (!desc.empty()) std::memcpy(buf.data() + n, desc.data(), desc.size());
                 if (!data.empty()) std::memcpy(buf.data() + n + desc.size(), data.data(), data.size());
@@ -292,6 +299,7 @@ private:
             ++m.packets;
             m.octets += static_cast<std::uint32_t>(payload);
             ++stats_.packets_sent;
+            if (video) ++stats_.video_packets_sent;
             stats_.bytes_sent += pkt.size();
             if (video) video_cache_.store(h.sequence, std::move(pkt), t);
         });
@@ -314,6 +322,7 @@ private:
             if (n == 0) return;
             transport_.send_to(asio::buffer(rtx.data(), n), cfg_.relay);
             ++stats_.retransmissions;
+            stats_.retransmission_bytes += n;
             stats_.bytes_sent += n;
         });
     }

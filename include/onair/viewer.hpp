@@ -119,7 +119,14 @@ public:
         /// How often lost video packets are looked for and requested.
         std::chrono::milliseconds nack_interval{10};
         qos::nack_generator::config nack{};
-        qos::frame_buffer_config video_buffer{};
+        /// The frame buffer asks for a key frame when nothing was decodable for its
+        /// keyframe_timeout; while NACKs are still repairing (until nack.give_up_after) that
+        /// would throw away frames about to be completed, so the viewer waits as long.
+        qos::frame_buffer_config video_buffer = [] {
+            qos::frame_buffer_config c;
+            c.keyframe_timeout = std::chrono::milliseconds(1000);
+            return c;
+        }();
         qos::audio_jitter_config audio_buffer{};
         qos::lip_sync_config sync{};
         bool lip_sync = true;
@@ -258,10 +265,14 @@ private:
         if (p.ssrc == desc_.video_ssrc) {
             const bool first = !video_started_;
             video_started_ = true;
-            if (nack_.on_packet(p.sequence, t, retransmission) == qos::nack_generator::arrival::duplicate)
-                return; // already had it (a late retransmission)
+            const auto arrival = nack_.on_packet(p.sequence, t, retransmission);
+            if (arrival == qos::nack_generator::arrival::duplicate) return; // already had it (a late retransmission)
+            // A packet that fills a hole completes its frame late because of repair (here,
+            // or upstream: the relay forwards what it recovered from the host as originals):
+            // that lateness is not network jitter, so it must not raise the playout delay.
+            const bool repaired = retransmission || arrival == qos::nack_generator::arrival::recovered;
             if (!find_stream_start(p, first, t)) return;
-            vdepack_.push(p, media_kind::video, [&](encoded_frame&& f) { on_video_frame(std::move(f), retransmission, t); });
+            vdepack_.push(p, media_kind::video, [&](encoded_frame&& f) { on_video_frame(std::move(f), repaired, t); });
             service_video(t);
         } else {
             on_audio_packet(p, t);
@@ -319,7 +330,7 @@ private:
         std::is_same_v<typename video_codec::payload_format, rtp::vp8_payload> ||
         std::is_same_v<typename video_codec::payload_format, rtp::vp9_payload>;
 
-    void on_video_frame(encoded_frame&& f, bool retransmission, std::chrono::steady_clock::time_point t) {
+    void on_video_frame(encoded_frame&& f, bool repaired, std::chrono::steady_clock::time_point t) {
         qos::frame_info info;
         if (f.dependency.has_picture_id) {
             info.picture_id = f.dependency.picture_id;
@@ -332,7 +343,7 @@ private:
             synthetic_pid_ = static_cast<std::uint16_t>((synthetic_pid_ + 1) & 0x7fff);
             f.keyframe = true;
         }
-        info.retransmitted = retransmission;
+        info.retransmitted = repaired;
         if (sync_) sync_->on_packet(media_kind::video, f.rtp_timestamp, t);
         (void)fbuf_.insert(std::move(f), info, t);
     }
@@ -342,6 +353,7 @@ private:
     void service_video(std::chrono::steady_clock::time_point t) {
         qos::released_frame r;
         while (fbuf_.release(t, r)) {
+            measure_skew(r.frame.rtp_timestamp);
             worker_.post([this, f = std::move(r.frame)] { decode_video(f); });
         }
         if (fbuf_.keyframe_needed()) request_keyframe();
@@ -450,6 +462,10 @@ private:
             stats_.audio_fec = js.fec;
             stats_.audio_skipped = js.accelerated + js.flushed + js.overflow;
         }
+        if (sync_ && (r.action == qos::audio_action::decode || r.action == qos::audio_action::decode_fec)) {
+            if (const auto cap = sync_->capture_time(media_kind::audio, r.rtp_timestamp))
+                audio_lateness_ = now() - *cap; // SR-mapped capture instant of what plays now
+        }
         switch (r.action) {
         case qos::audio_action::buffering: return;
         case qos::audio_action::decode:
@@ -463,9 +479,27 @@ private:
         }
     }
 
+    /// A/V skew of what is played, from the sender reports' NTP <-> RTP mapping: how much
+    /// later this video frame is shown than the audio of its capture instant.
+    void measure_skew(std::uint32_t video_rtp_ts) {
+        if (!sync_ || !audio_lateness_) return;
+        const auto cap = sync_->capture_time(media_kind::video, video_rtp_ts);
+        if (!cap) return;
+        if (skews_.size() < 256) skews_.push_back((now() - *cap) - *audio_lateness_);
+    }
+
+    /// Once a second: the measured skew (median of the last second's frames) when there is
+    /// one, else the buffers' targets, move the extra delays.
     void update_sync() {
         if (!sync_) return;
-        const auto d = sync_->update(ajb_.stats().target_delay, fbuf_.stats().target_delay);
+        std::optional<qos::sync_delays> d;
+        if (skews_.size() >= 5) {
+            std::nth_element(skews_.begin(), skews_.begin() + static_cast<std::ptrdiff_t>(skews_.size() / 2), skews_.end());
+            d = sync_->update_measured(std::chrono::duration_cast<std::chrono::microseconds>(skews_[skews_.size() / 2]));
+        } else {
+            d = sync_->update(ajb_.stats().target_delay, fbuf_.stats().target_delay);
+        }
+        skews_.clear();
         if (!d) return;
         ajb_.set_extra_delay(d->audio);
         fbuf_.set_extra_delay(d->video);
@@ -659,6 +693,8 @@ private:
     qos::audio_jitter_buffer ajb_;
     std::optional<qos::lip_sync> sync_;
     encoded_frame pulled_;
+    std::optional<std::chrono::microseconds> audio_lateness_; ///< play time - SR-mapped capture time, last audio frame
+    std::vector<std::chrono::microseconds> skews_;            ///< measured this period
     std::chrono::steady_clock::time_point next_pull_{};
     std::uint64_t pulls_ = 0;
     std::chrono::steady_clock::time_point video_due_{};

@@ -193,7 +193,18 @@ public:
     std::optional<sync_delays> update(microseconds audio_delay, microseconds video_delay) {
         const auto rel = relative_delay();
         if (!rel) return std::nullopt;
-        const double skew = static_cast<double>((*rel + video_delay - audio_delay).count());
+        return apply(*rel + video_delay - audio_delay);
+    }
+
+    /// The same control from a measured skew: how much later than the audio of the same
+    /// capture instant video was actually shown over the last period (av_offset of played
+    /// frames, extra delays included). For receivers whose video plays later than its
+    /// buffer's target says (frames held back until a repair completes them).
+    sync_delays update_measured(microseconds skew) { return apply(skew); }
+
+private:
+    sync_delays apply(microseconds measured) {
+        const double skew = static_cast<double>(measured.count());
         filtered_ = has_filtered_ ? filtered_ + (skew - filtered_) / cfg_.filter_length : skew;
         has_filtered_ = true;
         last_skew_ = microseconds{static_cast<std::int64_t>(skew)};
@@ -212,6 +223,7 @@ public:
         return delays_;
     }
 
+public:
     /// The A/V offset actually produced: > 0 when the video frame is shown later than the
     /// audio of the same capture instant. Arguments: a frame of each and when it played.
     std::optional<microseconds> av_offset(std::uint32_t audio_rtp_ts, time_point audio_played,

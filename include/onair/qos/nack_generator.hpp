@@ -35,6 +35,11 @@ public:
         std::int64_t max_gap = 1000;
         std::size_t max_missing = 1000;
         clock::duration initial_rtt = std::chrono::milliseconds(100);
+        /// A hole is first requested once it has been missing for the reordering seen on
+        /// the stream (the longest a hole recently waited for its original before any
+        /// request, decaying by 1 % per such hole), at most this long: jitter that reorders
+        /// packets then costs no spurious retransmissions. Zero requests every hole at once.
+        clock::duration max_reorder_wait = std::chrono::milliseconds(30);
     };
 
     struct stats_type {
@@ -94,6 +99,10 @@ public:
             const auto sample = now - it->last_request;
             srtt_ = (srtt_ * 7 + sample) / 8;
         }
+        if (!retransmission && it->requests == 0) { // reordered, not lost
+            const auto waited = std::min(now - it->seen, cfg_.max_reorder_wait);
+            reorder_ = std::max(std::chrono::duration_cast<clock::duration>(reorder_ * 0.99), waited);
+        }
         missing_.erase(it);
         ++stats_.recovered;
         return arrival::recovered;
@@ -111,7 +120,7 @@ public:
                 keyframe_wanted_ = true;
                 continue;
             }
-            if (h.requests == 0 || now - h.last_request >= retry) {
+            if (h.requests == 0 ? now - h.seen >= reorder_ : now - h.last_request >= retry) {
                 out.push_back(static_cast<std::uint16_t>(h.seq));
                 h.last_request = now;
                 ++h.requests;
@@ -163,6 +172,8 @@ public:
     bool take_keyframe_request() noexcept { return std::exchange(keyframe_wanted_, false); }
 
     clock::duration rtt_estimate() const noexcept { return srtt_; }
+    /// Current wait before a hole's first request (see config::max_reorder_wait).
+    clock::duration reorder_wait() const noexcept { return reorder_; }
     std::size_t missing_count() const noexcept { return missing_.size(); }
     const stats_type& stats() const noexcept { return stats_; }
     void reset() {
@@ -190,6 +201,7 @@ private:
     bool keyframe_wanted_ = false;
     std::vector<hole> missing_; // ascending seq
     clock::duration srtt_;
+    clock::duration reorder_{0}; ///< how long a hole waits before its first request
     stats_type stats_;
 };
 

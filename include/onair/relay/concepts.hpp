@@ -50,6 +50,7 @@ struct relay_stats {
     std::uint64_t duplicates = 0;           ///< media packets already received (dropped)
     std::uint64_t nack_requests = 0;        ///< sequence numbers subscribers asked for
     std::uint64_t retransmissions = 0;      ///< RTX packets sent to subscribers from the cache
+    std::uint64_t retransmission_bytes = 0; ///< their datagram bytes
     std::uint64_t upstream_nacks = 0;       ///< sequence numbers asked of publishers
     std::uint64_t upstream_recovered = 0;   ///< holes of the publisher leg filled by RTX
 };

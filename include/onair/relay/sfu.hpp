@@ -326,6 +326,7 @@ private:
             if (n == 0) return;
             ctx.send(sub->video_to, rtp::bytes_view(buf.data(), n));
             ++stats_.retransmissions;
+            stats_.retransmission_bytes += n;
         });
     }
 

@@ -339,4 +339,73 @@ TEST_CASE("capacity bounds a long stall; a far older key frame restarts the stre
     CHECK(t.find(109) != nullptr);
 }
 
+TEST_CASE("an RTP timestamp jump beyond restart_span restarts the buffer, even with a lower picture id") {
+    // Frames 0..9 (picture ids 100..109) arrive 20 ms after capture and are released. Then
+    // the sender restarts: frame 10 (a key frame, arriving at 420 ms as scheduled) has an RTP
+    // timestamp 20 s (1 800 000 ticks) away from frame 9's and picture id 50, lower than the
+    // 109 already released and within max_reorder (100) of it. The timestamp check comes
+    // first: the buffer restarts, so frame 10 is not late, and its render time is taken
+    // afresh from its own arrival (420 ms + the 5 ms target), not 20 s off.
+    video_sim s;
+    s.keyframes = {0, 10};
+    for (int n = 0; n < 20; ++n) s.send(n, 20ms);
+    s.run(399ms); // frame 9 arrived at 380 ms, released at 385 ms
+    REQUIRE(s.released() == range(0, 10));
+    s.pid0 = 40; // frame 10 -> picture id 50
+    SUBCASE("forward") { s.ts0 += 90'000u * 20; }
+    SUBCASE("backward") { s.ts0 -= 90'000u * 20; }
+    s.run(1'000ms);
+    CHECK(s.fb.stats().restarts == 1);
+    CHECK(s.fb.stats().late == 0);
+    CHECK(s.released() == range(0, 20));
+    const auto* ten = s.find(10);
+    REQUIRE(ten);
+    CHECK(ten->render >= 10 * 40ms + 20ms); // not before it arrived
+    CHECK(ten->render <= 10 * 40ms + 25ms); // and at arrival + target, as before the jump
+    CHECK(ten->at == ten->render);
+    for (int n = 11; n < 20; ++n) {
+        const auto* f = s.find(n);
+        REQUIRE(f);
+        CHECK(f->render - s.find(n - 1)->render == 40ms);
+    }
+}
+
+TEST_CASE("an RTP timestamp jump within restart_span (a paused sender) does not restart") {
+    // Frames 0..9, then the sender pauses 9 s: the next frame is frame 235 (timestamp
+    // 226 x 3600 = 813 600 ticks after frame 9's, under the 900 000 of the 10 s span),
+    // arriving 9 s later too, with the next picture id (110). No restart: it is decoded
+    // on top of frame 9, at its arrival + the 5 ms target.
+    video_sim s;
+    for (int n = 0; n < 10; ++n) s.send(n, 20ms);
+    s.run(399ms);
+    REQUIRE(s.released() == range(0, 10));
+    s.pid0 = static_cast<std::uint16_t>(110 - 235 + 0x8000); // frame 235 -> picture id 110
+    for (int n = 235; n < 245; ++n) s.send(n, 20ms);
+    s.run(235 * 40ms + 500ms);
+    CHECK(s.fb.stats().restarts == 0);
+    CHECK(s.fb.stats().late == 0);
+    std::vector<int> want = range(0, 10);
+    for (int n = 235; n < 245; ++n) want.push_back(n);
+    CHECK(s.released() == want);
+    const auto* first = s.find(235);
+    REQUIRE(first);
+    CHECK(first->skipped == 0);
+    CHECK(first->render >= 235 * 40ms + 20ms);
+    CHECK(first->render <= 235 * 40ms + 25ms);
+
+    // The same jump with a 5 s restart_span is a restart (and the chain starts again from
+    // a key frame).
+    frame_buffer_config c;
+    c.restart_span = 5s;
+    video_sim t(c);
+    t.keyframes = {0, 235};
+    for (int n = 0; n < 10; ++n) t.send(n, 20ms);
+    t.run(399ms);
+    t.pid0 = s.pid0;
+    for (int n = 235; n < 245; ++n) t.send(n, 20ms);
+    t.run(235 * 40ms + 500ms);
+    CHECK(t.fb.stats().restarts == 1);
+    CHECK(t.released() == want);
+}
+
 TEST_SUITE_END();

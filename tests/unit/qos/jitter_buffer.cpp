@@ -398,4 +398,149 @@ TEST_CASE("a timestamp jump (new stream) restarts playout") {
     CHECK(std::count_if(d.begin(), d.end(), [](int i) { return i >= 60; }) >= 40);
 }
 
+TEST_CASE("the sender stops: after idle_reset of underrun the PLC played counts as comfort noise") {
+    // Packets 0..49 arrive 20 ms after sending, then nothing at all. Once 49 is played the
+    // buffer is empty: each pull plays PLC (conceal) while the outage is shorter than
+    // idle_reset (500 ms = 25 pulls of 20 ms). At the 26th empty pull the buffer gives up
+    // (back to buffering), and those 25 PLC frames are recounted as comfort noise: the
+    // sender stopped, nothing was lost.
+    sim s;
+    for (int i = 0; i < 50; ++i) s.send_at_delay(i, 20ms);
+    s.run(1'200ms);
+    REQUIRE(begins_with(s.decoded(), range(0, 50)));
+    const auto last = std::find_if(s.played.begin(), s.played.end(), [](const outcome& o) { return o.index == 49; });
+    REQUIRE(last != s.played.end());
+    const auto plc = static_cast<std::uint64_t>(std::count_if(
+        last + 1, s.played.end(), [](const outcome& o) { return o.action == audio_action::conceal; }));
+    REQUIRE(plc > 0);
+    REQUIRE(plc < 25); // still within idle_reset
+    CHECK(s.played.back().action == audio_action::conceal);
+    CHECK(s.jb.stats().concealed == plc);
+    CHECK(s.jb.stats().expanded == plc);
+    CHECK(s.jb.stats().comfort_noise == 0);
+    CHECK(s.jb.unresolved_concealment() == plc);
+
+    s.run(2'000ms);
+    const auto& st = s.jb.stats();
+    CHECK(s.count(audio_action::conceal) == 25); // as played at the time
+    CHECK(st.concealed == 0);                    // ...but recounted
+    CHECK(st.expanded == 0);
+    CHECK(st.comfort_noise == 25);
+    CHECK(s.jb.unresolved_concealment() == 0);
+    // Back to buffering: every pull after the 25th PLC frame.
+    const auto first_plc = std::find_if(s.played.begin(), s.played.end(),
+                                        [](const outcome& o) { return o.action == audio_action::conceal; });
+    REQUIRE(first_plc + 25 < s.played.end());
+    CHECK(std::all_of(first_plc + 25, s.played.end(),
+                      [](const outcome& o) { return o.action == audio_action::buffering; }));
+
+    // The sender comes back (next sequence number, 1 s of media later): playout restarts.
+    // (Run to 2.3 s, before the 20 packets run out and the buffer underruns again.)
+    for (int i = 100; i < 120; ++i) s.send(i, us{20'000} * i + 20ms, i - 50);
+    s.run(2'300ms);
+    CHECK(s.jb.stats().restarts == 1);
+    CHECK(s.jb.stats().concealed == 0);
+    CHECK(begins_with(s.decoded(), [] {
+        auto v = range(0, 50);
+        v.push_back(100);
+        return v;
+    }()));
+}
+
+TEST_CASE("unresolved_concealment counts the PLC of an underrun until a packet arrives") {
+    // Packets 0..99 arrive 20 ms after sending, except that 20..24 are held up and arrive
+    // together with 25 (at 25 x 20 + 20 = 520 ms). After 19 plays, the buffer is empty:
+    // PLC frames pile up as unresolved (lost or just late? not known yet). As soon as 20..24
+    // are inserted (before the next pull) the buffer is no longer empty and nothing is
+    // unresolved; they are then decoded (the PLC was waiting time, not loss).
+    sim s;
+    for (int i = 0; i < 100; ++i)
+        if (i < 20 || i > 24) s.send_at_delay(i, 20ms);
+    s.run(400ms); // steady so far: no PLC
+    CHECK(s.jb.unresolved_concealment() == 0);
+    CHECK(s.jb.stats().concealed == 0);
+    // Pull by pull through the outage (last pull before 520 ms: 505 ms): while the buffer
+    // is empty and PLC plays, the count is the PLC frames played since 19.
+    std::uint64_t most = 0;
+    while (s.clock < 520ms) {
+        s.run(s.clock);
+        const auto& o = s.played.back();
+        if (o.action == audio_action::conceal) {
+            CHECK(s.jb.size() == 0);
+            CHECK(s.jb.unresolved_concealment() == s.jb.stats().concealed);
+            most = std::max(most, s.jb.unresolved_concealment());
+        } else {
+            CHECK(s.jb.unresolved_concealment() == 0);
+        }
+    }
+    CHECK(most > 0);
+    CHECK(most == s.count(audio_action::conceal));
+    CHECK(s.played.back().action == audio_action::conceal); // still in the underrun at 505 ms
+    CHECK(s.jb.unresolved_concealment() == most);
+    for (int i = 20; i <= 24; ++i) s.deliver(i, 520ms);
+    CHECK(s.jb.size() == 5);
+    CHECK(s.jb.unresolved_concealment() == 0); // a packet is here: resolved as delay
+    s.run(1'400ms);
+    CHECK(s.jb.unresolved_concealment() == 0);
+    CHECK(begins_with(s.decoded(), range(0, 55)));
+    const auto& st = s.jb.stats();
+    CHECK(st.concealed == most);  // the PLC stays concealment (the packets came: a delay)
+    CHECK(st.expanded == most);   // and it added delay, nothing was lost
+    CHECK(st.comfort_noise == 0);
+}
+
+TEST_CASE("the first start plays from the oldest frame even when several are due") {
+    // Packets 0, 1, 2 (media 0, 20, 40 ms) all arrive at t0: the earliest-arrival reference
+    // is packet 2's, so they are due at t0 - 40 ms, t0 - 20 ms and t0 (+ target). At the
+    // first pull (t0 + 100 ms) all three are due. A restart would begin with the newest;
+    // the first start does not flush: it decodes 0, then 1, then 2.
+    audio_jitter_buffer jb;
+    const std::uint32_t ts0 = 48'000;
+    for (std::uint32_t i = 0; i < 3; ++i) {
+        const std::array<std::uint8_t, 3> payload{0, static_cast<std::uint8_t>(i), 0xaa};
+        REQUIRE(jb.insert(payload, ts0 + 960 * i, static_cast<std::uint16_t>(500 + i), t0) ==
+                audio_jitter_buffer::insert_result::inserted);
+    }
+    encoded_frame out;
+    const auto r = jb.pull(t0 + 100ms, out);
+    REQUIRE(jb.stats().target_delay <= 60ms); // premise: even packet 2 is due by t0 + 100 ms
+    CHECK(r.action == audio_action::decode);
+    CHECK(r.rtp_timestamp == ts0);
+    CHECK(index_of(out) == 0);
+    CHECK(jb.stats().flushed == 0);
+    CHECK(jb.stats().restarts == 0);
+    CHECK(jb.size() == 2);
+    for (int i = 1; i < 3; ++i) {
+        const auto n = jb.pull(t0 + 100ms + 20ms * i, out);
+        CHECK(n.action == audio_action::decode);
+        CHECK(n.rtp_timestamp == ts0 + 960u * static_cast<std::uint32_t>(i));
+        CHECK(index_of(out) == i);
+    }
+    CHECK(jb.stats().flushed == 0);
+    CHECK(jb.stats().decoded == 3);
+}
+
+TEST_CASE("a restart, unlike the first start, begins with the newest frame due") {
+    // Packets 0..9 arrive 20 ms after sending (the last at 200 ms) and play; the sender
+    // stops, and after idle_reset the buffer is back to buffering. Packets 130, 131, 132
+    // (media 2 600..2 640 ms, sequence 10, 11, 12: nothing lost, a pause) then arrive
+    // together at 2 646 ms. More than the 2 s reference window after the last packet, so
+    // the reference is theirs again (packet 132's: all three relative delays 0) and they
+    // are due at 2 606, 2 626 and 2 646 ms + the ~10 ms target: all three by the pull at
+    // 2 665 ms. The restart flushes 130 and 131 and decodes 132.
+    sim s;
+    for (int i = 0; i < 10; ++i) s.send_at_delay(i, 20ms);
+    s.run(1'100ms);
+    REQUIRE(s.played.back().action == audio_action::buffering);
+    for (int i = 130; i < 133; ++i) s.send(i, 2'646ms, i - 120);
+    s.run(2'665ms);
+    REQUIRE(s.jb.stats().target_delay <= 19ms); // premise: 132 is due at 2 646 ms + target
+    const auto first = std::find_if(s.played.begin(), s.played.end(), [](const outcome& o) { return o.index >= 130; });
+    REQUIRE(first != s.played.end());
+    CHECK(first->at == 2'665ms);
+    CHECK(first->index == 132);
+    CHECK(s.jb.stats().flushed == 2);
+    CHECK(s.jb.stats().restarts == 1);
+}
+
 TEST_SUITE_END();

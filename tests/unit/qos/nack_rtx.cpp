@@ -159,3 +159,117 @@ TEST_CASE("nack: sequence wrap-around, reordering and restarts") {
     CHECK(g.take_keyframe_request());
     CHECK(collect(g, t0 + 1s).empty());
 }
+
+TEST_CASE("nack: extend_back declares the packets before the first one missing") {
+    // A receiver joined mid-frame: the first packet it sees is 100, so 92..99 (the frame's
+    // start) were lost before anything revealed them. extend_back(8) makes them holes.
+    qos::nack_generator g;
+    g.on_packet(100, t0);
+    CHECK(g.lowest() == 100);
+    const auto before = g.stats().missing;
+    CHECK(g.extend_back(8, t0) == 8);
+    CHECK(g.stats().missing == before + 8);
+    CHECK(g.missing_count() == 8);
+    CHECK(g.lowest() == 92);
+    CHECK(g.is_missing(92));
+    CHECK(g.is_missing(99));
+    CHECK_FALSE(g.is_missing(91)); // not declared
+    CHECK_FALSE(g.is_missing(100)); // received
+    CHECK(collect(g, t0) == std::vector<std::uint16_t>{92, 93, 94, 95, 96, 97, 98, 99});
+    // They are ordinary holes: 101 and 103 arriving add 102 after them, a retransmission of
+    // 95 fills its hole.
+    g.on_packet(101, t0 + 1ms);
+    g.on_packet(103, t0 + 2ms);
+    CHECK(g.stats().missing == before + 9);
+    CHECK(g.on_packet(95, t0 + 3ms, true) == qos::nack_generator::arrival::recovered);
+    CHECK(collect(g, t0 + 130ms) == std::vector<std::uint16_t>{92, 93, 94, 96, 97, 98, 99, 102});
+    CHECK(g.lowest() == 92);
+    // extend_back goes on from the lowest: 90 and 91 next.
+    CHECK(g.extend_back(2, t0 + 140ms) == 2);
+    CHECK(g.lowest() == 90);
+    CHECK(collect(g, t0 + 140ms) == std::vector<std::uint16_t>{90, 91});
+}
+
+TEST_CASE("nack: withdraw_before takes back declared holes without giving them up") {
+    // First packet 100, extend_back(8): 92..99 missing. Then the stream turns out to start
+    // at 96 (the frame's first packet arrived): 92..95 never existed.
+    qos::nack_generator g;
+    g.on_packet(100, t0);
+    g.extend_back(8, t0);
+    CHECK(collect(g, t0).size() == 8);
+    const auto missing = g.stats().missing;
+    g.withdraw_before(96);
+    CHECK(g.stats().missing == missing - 4);
+    CHECK(g.stats().given_up == 0);
+    CHECK_FALSE(g.take_keyframe_request()); // withdrawn is not abandoned
+    CHECK(g.missing_count() == 4);
+    CHECK(g.lowest() == 96);
+    CHECK_FALSE(g.is_missing(92));
+    CHECK_FALSE(g.is_missing(95));
+    CHECK(g.is_missing(96));
+    // The retry (after 1.25 x 100 ms) asks only for what is left.
+    CHECK(collect(g, t0 + 130ms) == std::vector<std::uint16_t>{96, 97, 98, 99});
+    // A withdrawn number arriving after all is no recovery.
+    CHECK(g.on_packet(94, t0 + 140ms) == qos::nack_generator::arrival::duplicate);
+    CHECK(g.stats().recovered == 0);
+    CHECK(g.on_packet(96, t0 + 150ms, true) == qos::nack_generator::arrival::recovered);
+    CHECK(g.stats().recovered == 1);
+    // Withdrawing below every hole changes nothing.
+    g.withdraw_before(90);
+    CHECK(g.missing_count() == 3);
+    CHECK(g.lowest() == 96);
+}
+
+TEST_CASE("nack: extend_back and withdraw_before across the sequence wrap") {
+    // First packet 3: extend_back(8) declares 65531 65532 65533 65534 65535 0 1 2.
+    qos::nack_generator g;
+    g.on_packet(3, t0);
+    CHECK(g.extend_back(8, t0) == 8);
+    CHECK(g.lowest() == 65531);
+    CHECK(g.is_missing(65531));
+    CHECK(g.is_missing(0));
+    CHECK_FALSE(g.is_missing(65530));
+    CHECK(collect(g, t0) == std::vector<std::uint16_t>{65531, 65532, 65533, 65534, 65535, 0, 1, 2});
+    // The stream starts at 65534: 65531..65533 are withdrawn, 65534..2 stay.
+    const auto missing = g.stats().missing;
+    g.withdraw_before(65534);
+    CHECK(g.stats().missing == missing - 3);
+    CHECK(g.stats().given_up == 0);
+    CHECK(g.lowest() == 65534);
+    CHECK(collect(g, t0 + 130ms) == std::vector<std::uint16_t>{65534, 65535, 0, 1, 2});
+    // Withdrawing before 1 (after the wrap) takes 65534, 65535 and 0 as well.
+    g.withdraw_before(1);
+    CHECK(g.lowest() == 1);
+    CHECK(g.stats().missing == missing - 6);
+    CHECK(collect(g, t0 + 260ms) == std::vector<std::uint16_t>{1, 2});
+    CHECK(g.on_packet(2, t0 + 270ms, true) == qos::nack_generator::arrival::recovered);
+}
+
+TEST_CASE("nack: extend_back before any packet, or of nothing, adds nothing; it stays within max_missing") {
+    qos::nack_generator g;
+    CHECK(g.extend_back(8, t0) == 0);
+    CHECK(g.missing_count() == 0);
+    CHECK(g.stats().missing == 0);
+    CHECK(collect(g, t0).empty());
+    g.withdraw_before(50); // before any packet: nothing to withdraw, no effect on what follows
+    // The first packet still starts the stream where it is.
+    g.on_packet(50, t0);
+    CHECK(g.lowest() == 50);
+    CHECK(g.extend_back(0, t0) == 0);
+    CHECK(g.lowest() == 50);
+    CHECK(g.missing_count() == 0);
+    CHECK(collect(g, t0).empty());
+
+    // max_missing 10: packets 1 and 5 leave 3 holes (2 3 4), so extend_back(20) adds 7
+    // (1 - 7 = -6 .. 0, i.e. 65530..0).
+    qos::nack_generator::config c;
+    c.max_missing = 10;
+    qos::nack_generator h(c);
+    h.on_packet(1, t0);
+    h.on_packet(5, t0);
+    CHECK(h.extend_back(20, t0) == 7);
+    CHECK(h.missing_count() == 10);
+    CHECK(h.stats().missing == 10);
+    CHECK(h.lowest() == 65530);
+    CHECK(h.extend_back(1, t0) == 0); // full
+}

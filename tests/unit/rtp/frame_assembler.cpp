@@ -27,6 +27,7 @@ struct pkt {
     std::optional<std::uint8_t> tid{};
     int width = 0;
     int height = 0;
+    frame_dependency dep{};
 };
 
 class harness {
@@ -51,6 +52,7 @@ public:
         fi.temporal_layer = p.tid;
         fi.width = p.width;
         fi.height = p.height;
+        fi.dependency = p.dep;
         a.push(pv, media_kind::video, fi, [this](encoded_frame&& f) { frames.push_back(std::move(f)); });
     }
     void push_all(const std::vector<pkt>& ps) {
@@ -410,6 +412,163 @@ TEST_CASE("emit may push more packets: state is consistent when it runs") {
     });
     CHECK(frames == 2);
     CHECK(a.buffered_packets() == 0);
+}
+
+// keep_incomplete: a receiver that repairs loss (NACK/RTX) lets older incomplete frames wait
+// for their retransmissions while newer frames complete; the frame buffer reorders them.
+
+namespace {
+
+assembler_limits keeping() {
+    assembler_limits l;
+    l.keep_incomplete = true;
+    return l;
+}
+
+} // namespace
+
+TEST_CASE("default mode: a newer frame completing gives the older incomplete one up for good") {
+    // A = ts 1000, seq 10 11 12; B = ts 2000, seq 13 14. Seq 11 is held up in the network.
+    // Arrival: 10 12 | 13 14 (B complete) | 11 (A's hole, too late).
+    harness h;
+    const auto a = frame(10, 1000, 3);
+    const auto b = frame(13, 2000, 2);
+    h.push(a[0]);
+    h.push(a[2]);
+    h.push_all(b);
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].rtp_timestamp == 2000);
+    CHECK(h.a.stats().incomplete == 1); // A given up when B completed
+    CHECK(h.a.buffered_packets() == 0);
+    h.push(a[1]);
+    CHECK(h.frames.size() == 1); // A never comes out
+    CHECK(h.a.stats().late == 1);
+    CHECK(h.a.stats().incomplete == 1);
+}
+
+TEST_CASE("keep_incomplete: an older frame waits for its retransmission and leaves after a newer one") {
+    // The same arrival as above: 10 12 | 13 14 (B complete) | 11 (A's hole, retransmitted).
+    // B comes out first; A stays buffered (2 packets), then 11 completes it: A comes out
+    // second, whole, and nothing is counted incomplete or late.
+    harness h(keeping());
+    const auto a = frame(10, 1000, 3);
+    const auto b = frame(13, 2000, 2);
+    h.push(a[0]);
+    h.push(a[2]);
+    h.push_all(b);
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].rtp_timestamp == 2000);
+    CHECK(h.frames[0].data == concat(b));
+    CHECK(h.a.buffered_packets() == 2); // A's 10 and 12 still wait
+    CHECK(h.a.stats().incomplete == 0);
+    h.push(a[1]);
+    REQUIRE(h.frames.size() == 2);
+    CHECK(h.frames[1].rtp_timestamp == 1000); // out of order: A after B
+    CHECK(h.frames[1].data == concat(a));
+    CHECK(h.a.buffered_packets() == 0);
+    CHECK(h.a.stats().frames == 2);
+    CHECK(h.a.stats().incomplete == 0);
+    CHECK(h.a.stats().late == 0);
+    CHECK(h.a.dropped() == 0);
+    // A newer frame still goes on normally afterwards.
+    h.push_all(frame(15, 3000, 2));
+    REQUIRE(h.frames.size() == 3);
+    CHECK(h.frames[2].rtp_timestamp == 3000);
+}
+
+TEST_CASE("keep_incomplete: a complete key frame gives up everything older; later packets before it are late") {
+    // A = ts 1000, seq 10 11 12, 11 missing. K = ts 2000, seq 13 14, a key frame (flag on 13).
+    // C = ts 3000, seq 15 16: 16 arrives before K completes, 15 after.
+    // Arrival: 10 12 16 | 13 14 (K complete: A given up, C newer than K keeps waiting)
+    //        | 11 (A's hole: before the key frame, late) | 9 (an unseen frame before A: late)
+    //        | 15 (completes C).
+    harness h(keeping());
+    const auto a = frame(10, 1000, 3);
+    auto k = frame(13, 2000, 2);
+    k[0].keyframe = true;
+    const auto c = frame(15, 3000, 2);
+    h.push(a[0]);
+    h.push(a[2]);
+    h.push(c[1]);
+    h.push_all(k);
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].rtp_timestamp == 2000);
+    CHECK(h.frames[0].keyframe);
+    CHECK(h.a.stats().incomplete == 1); // A
+    CHECK(h.a.buffered_packets() == 1); // only C's 16
+    h.push(a[1]);
+    CHECK(h.a.stats().late == 1);
+    h.push(pkt{9, 500, true, true, {7}, {}}); // a whole frame, but older than the key frame
+    CHECK(h.a.stats().late == 2);
+    CHECK(h.frames.size() == 1);
+    h.push(c[0]);
+    REQUIRE(h.frames.size() == 2);
+    CHECK(h.frames[1].rtp_timestamp == 3000);
+    CHECK(h.frames[1].data == concat(c));
+    CHECK(h.a.stats().incomplete == 1);
+}
+
+TEST_CASE("keep_incomplete: packets of a frame already emitted are late, never a second frame") {
+    // A = ts 1000, seq 10 11 12; B = ts 2000, seq 13 14. A completes late (after B), then
+    // retransmissions of both arrive again (the sender answered a NACK twice). Each copy is
+    // late; without the record of emitted frames, A's three copies would make A again.
+    harness h(keeping());
+    const auto a = frame(10, 1000, 3);
+    const auto b = frame(13, 2000, 2);
+    h.push(a[0]);
+    h.push(a[2]);
+    h.push_all(b);
+    h.push(a[1]);
+    REQUIRE(h.frames.size() == 2); // B, then A
+    h.push_all(a); // 10 11 12 again: a complete frame's worth
+    h.push(b[0]);  // 13 again
+    h.push(pkt{11, 1000, false, false, {1}, {}});
+    CHECK(h.frames.size() == 2);
+    CHECK(h.a.stats().late == 5);
+    CHECK(h.a.stats().duplicates == 0); // not held by an incomplete frame: late, not duplicate
+    CHECK(h.a.stats().frames == 2);
+    CHECK(h.a.buffered_packets() == 0);
+    // A single-packet frame, emitted in order, then repeated.
+    h.push(pkt{15, 3000, true, true, {5}, {}});
+    REQUIRE(h.frames.size() == 3);
+    h.push(pkt{15, 3000, true, true, {5}, {}});
+    CHECK(h.frames.size() == 3);
+    CHECK(h.a.stats().late == 6);
+}
+
+TEST_CASE("the frame dependency of the start packet comes out with the frame") {
+    // Frame ts 777, seq 40 41 42: the start packet (40) carries picture id 0x1234,
+    // TL0PICIDX 200 and the layer-sync bit; a later packet (41) carries something else,
+    // which is ignored (only the start packet's descriptor counts), in either arrival order.
+    frame_dependency dep;
+    dep.has_picture_id = true;
+    dep.picture_id = 0x1234;
+    dep.has_tl0picidx = true;
+    dep.tl0picidx = 200;
+    dep.layer_sync = true;
+    frame_dependency other;
+    other.has_picture_id = true;
+    other.picture_id = 7;
+    auto f = frame(40, 777, 3);
+    f[0].dep = dep;
+    f[1].dep = other;
+    harness h(keeping());
+    SUBCASE("start packet first") { h.push_all(f); }
+    SUBCASE("start packet last") {
+        h.push(f[2]);
+        h.push(f[1]);
+        h.push(f[0]);
+    }
+    REQUIRE(h.frames.size() == 1);
+    CHECK(h.frames[0].dependency == dep);
+    CHECK(h.frames[0].dependency.picture_id == 0x1234);
+    CHECK(h.frames[0].dependency.tl0picidx == 200);
+    CHECK(h.frames[0].dependency.layer_sync);
+    // The next frame's start packet carries no dependency fields: nothing is carried over
+    // from the previous frame.
+    h.push_all(frame(43, 888, 2));
+    REQUIRE(h.frames.size() == 2);
+    CHECK(h.frames[1].dependency == frame_dependency{});
 }
 
 TEST_SUITE_END();
