@@ -43,11 +43,13 @@ int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const st
     auto print_line = [&] {
         const auto s = viewer.stats();
         std::printf("onair-viewer: t=%.1fs frames=%llu audio_frames=%llu packets=%llu bytes=%llu latency_p50=%.1fms "
-                    "decode_errors=%llu missing=%llu recovered=%llu lost=%llu rtt=%.1fms\n",
+                    "decode_errors=%llu missing=%llu recovered=%llu lost=%llu rtt=%.1fms freeze_ratio=%.3f "
+                    "concealment=%.3f jitter_buffer=%.0fms av_offset_p50=%.0fms\n",
                     s.elapsed_s, (unsigned long long)s.video_frames, (unsigned long long)s.audio_frames,
                     (unsigned long long)s.packets, (unsigned long long)s.bytes, s.latency_ms.percentile(50),
                     (unsigned long long)s.decode_errors, (unsigned long long)s.video_packets_missing,
-                    (unsigned long long)s.video_packets_recovered, (unsigned long long)s.video_packets_lost, s.rtt_ms);
+                    (unsigned long long)s.video_packets_recovered, (unsigned long long)s.video_packets_lost, s.rtt_ms,
+                    s.freeze_ratio(), s.concealment_ratio(), s.audio_current_delay_ms, s.av_offset_ms.percentile(50));
         std::fflush(stdout);
     };
     run_until_stopped(io, seconds, stats_every, print_line);
@@ -58,6 +60,14 @@ int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const st
     const auto s = viewer.stats();
     json_object latency;
     latency.add("p50", s.latency_ms.percentile(50)).add("p95", s.latency_ms.percentile(95)).add("p99", s.latency_ms.percentile(99));
+    json_object audio_latency;
+    audio_latency.add("p50", s.audio_latency_ms.percentile(50)).add("p95", s.audio_latency_ms.percentile(95));
+    json_object av_offset; // > 0: video shown later than the audio of the same instant
+    av_offset.add("p5", s.av_offset_ms.percentile(5)).add("p50", s.av_offset_ms.percentile(50)).add("p95", s.av_offset_ms.percentile(95));
+    json_object jitter;
+    jitter.add("audio_target", s.audio_target_delay_ms).add("audio_current", s.audio_current_delay_ms)
+        .add("video_target", s.video_target_delay_ms).add("video_current", s.video_current_delay_ms)
+        .add("audio_sync_extra", s.audio_sync_delay_ms).add("video_sync_extra", s.video_sync_delay_ms);
     json_object j;
     j.add("stream", stream)
         .add("video_codec", std::string(Video::encoding_name))
@@ -80,6 +90,14 @@ int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const st
         .add("freeze_ratio", s.freeze_ratio())
         .add("audio_concealed", static_cast<double>(s.audio_concealed))
         .add("audio_concealment_ratio", s.concealment_ratio())
+        .add("audio_fec", static_cast<double>(s.audio_fec))
+        .add("audio_red_recovered", static_cast<double>(s.audio_red_recovered))
+        .add("audio_skipped", static_cast<double>(s.audio_skipped))
+        .add("comfort_noise", static_cast<double>(s.comfort_noise))
+        .add("video_frames_skipped", static_cast<double>(s.video_frames_skipped))
+        .add("jitter_buffer_ms", jitter)
+        .add("audio_latency_ms", audio_latency)
+        .add("av_offset_ms", av_offset)
         .add("keyframe_requests", static_cast<double>(s.keyframe_requests))
         .add("malformed", static_cast<double>(s.malformed));
     j.write((out / "stats.json").string());
