@@ -154,7 +154,7 @@ outcome run(const point& pt, double seconds, std::uint64_t seed, int delay_ms, i
     const double media = static_cast<double>(hs.bytes_sent - hs.retransmission_bytes - hs.redundancy_bytes);
     o.overhead = media > 0 ? extra / media : 0;
     o.frames = vs.video_frames;
-    o.frames_sent = hs.video_frames_encoded;
+    o.frames_sent = hs.video_frames_encoded - hs.video_frames_before_publish; // the first ~RTT waits for the publish ack
     o.audio_delay = vs.audio_target_delay_ms;
     o.media_kbps = media * 8 / 1000 / seconds;
     o.video_delay = vs.video_target_delay_ms;

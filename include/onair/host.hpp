@@ -44,6 +44,8 @@ struct host_stats {
     std::uint64_t video_packets_sent = 0;   ///< of packets_sent (originals, not retransmissions)
     std::uint64_t bytes_sent = 0;           ///< RTP payload + headers
     std::uint64_t encode_errors = 0;
+    std::uint64_t video_frames_before_publish = 0; ///< not sent: encoded before the relay acknowledged the stream (or before the key frame that follows)
+    std::uint64_t audio_frames_before_publish = 0;
     std::uint64_t nacks_received = 0;
     std::uint64_t retransmissions = 0;      ///< RTX packets sent
     std::uint64_t retransmission_bytes = 0; ///< their datagram bytes (included in bytes_sent)
@@ -218,6 +220,8 @@ public:
         s.video_packets_sent = stats_.video_packets_sent;
         s.bytes_sent = stats_.bytes_sent;
         s.encode_errors = stats_.encode_errors;
+        s.video_frames_before_publish = stats_.video_frames_before_publish;
+        s.audio_frames_before_publish = stats_.audio_frames_before_publish;
         s.nacks_received = stats_.nacks_received;
         s.retransmissions = stats_.retransmissions;
         s.retransmission_bytes = stats_.retransmission_bytes;
@@ -252,7 +256,8 @@ public:
 private:
     struct atomic_stats {
         std::atomic<std::uint64_t> video_frames_in{0}, video_frames_dropped{0}, video_frames_encoded{0}, keyframes{0},
-            keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, video_packets_sent{0}, bytes_sent{0}, encode_errors{0},
+            keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, video_packets_sent{0}, bytes_sent{0}, encode_errors{0}, video_frames_before_publish{0},
+            audio_frames_before_publish{0},
             nacks_received{0}, retransmissions{0}, retransmission_bytes{0}, redundancy_bytes{0};
         std::atomic<bool> published{false}, refused{false};
     };
@@ -262,6 +267,27 @@ private:
         const std::uint32_t ts = ef.rtp_timestamp + m.timestamp_offset;
         const std::uint64_t ntp = to_ntp(ef.capture_time);
         const bool video = &m == static_cast<void*>(&video_);
+        if (!stats_.published) {
+            // Media that overtook the publish hello (a reordering path) would be dropped by
+            // the relay as an unknown stream, and a key frame without its first packets
+            // starts nobody: nothing goes out until the relay has the stream, and the first
+            // video frame after that is a key frame.
+            if (video) {
+                ++stats_.video_frames_before_publish;
+                held_back_video_ = true;
+            } else {
+                ++stats_.audio_frames_before_publish;
+            }
+            return;
+        }
+        if (video && held_back_video_) {
+            // Frames encoded before the key frame asked for at the ack are still deltas.
+            if (!ef.keyframe) {
+                ++stats_.video_frames_before_publish;
+                return;
+            }
+            held_back_video_ = false;
+        }
         const bool red = !video && cfg_.audio_redundancy > 0;
         const auto t = std::chrono::steady_clock::now();
         m.packetizer.packetize(ef, rtp::max_payload_size, [&](rtp::bytes_view desc, rtp::bytes_view data, bool marker) {
@@ -295,9 +321,8 @@ private:
             }
             pkt.resize(n + payload_size);
             transport_.send_to(asio::buffer(pkt.bytes().data(), pkt.size()), cfg_.relay);
-            const std::size_t payload = payload_size;
             ++m.packets;
-            m.octets += static_cast<std::uint32_t>(payload);
+            m.octets += static_cast<std::uint32_t>(payload_size);
             ++stats_.packets_sent;
             if (video) ++stats_.video_packets_sent;
             stats_.bytes_sent += pkt.size();
@@ -392,7 +417,8 @@ private:
             rtp::session_message m;
             if (rtp::parse_session_message(d, m) || m.type != rtp::session_type::ack || m.stream.name != cfg_.stream)
                 return;
-            if (m.status == rtp::session_status::ok) stats_.published = true;
+            if (m.status == rtp::session_status::ok && !stats_.published.exchange(true) && held_back_video_)
+                key_requested_ = true;
             else if (m.status == rtp::session_status::refused) stats_.refused = true;
             return;
         }
@@ -429,6 +455,7 @@ private:
     qos::red_encoder red_;
     std::uint32_t rtx_ssrc_ = 0;
     std::uint16_t rtx_sequence_ = 0;
+    bool held_back_video_ = false; ///< video was held back: wait for a key frame
     std::array<std::uint8_t, max_datagram_size> rx_{};
     transport::endpoint rx_from_;
     bool running_ = false;

@@ -267,9 +267,10 @@ private:
             video_started_ = true;
             const auto arrival = nack_.on_packet(p.sequence, t, retransmission);
             if (arrival == qos::nack_generator::arrival::duplicate) return; // already had it (a late retransmission)
-            // A packet that fills a hole completes its frame late because of repair (here,
-            // or upstream: the relay forwards what it recovered from the host as originals):
-            // that lateness is not network jitter, so it must not raise the playout delay.
+            // A packet that fills a requested hole completes its frame late because of repair
+            // (here, or upstream: the relay forwards what it recovered from the host as
+            // originals): that lateness is not network jitter, so it must not raise the
+            // playout delay. A reordered packet (filled before any request) is jitter.
             const bool repaired = retransmission || arrival == qos::nack_generator::arrival::recovered;
             if (!find_stream_start(p, first, t)) return;
             vdepack_.push(p, media_kind::video, [&](encoded_frame&& f) { on_video_frame(std::move(f), repaired, t); });
@@ -331,13 +332,8 @@ private:
         std::is_same_v<typename video_codec::payload_format, rtp::vp9_payload>;
 
     void on_video_frame(encoded_frame&& f, bool repaired, std::chrono::steady_clock::time_point t) {
-        qos::frame_info info;
-        if (f.dependency.has_picture_id) {
-            info.picture_id = f.dependency.picture_id;
-            info.has_tl0picidx = f.dependency.has_tl0picidx;
-            info.tl0picidx = f.dependency.tl0picidx;
-            info.layer_sync = f.dependency.layer_sync;
-        } else {
+        qos::frame_info info = qos::frame_info_from(f.dependency);
+        if (!f.dependency.has_picture_id) {
             // A payload format without picture ids: frames come in order and stand alone.
             info.picture_id = synthetic_pid_;
             synthetic_pid_ = static_cast<std::uint16_t>((synthetic_pid_ + 1) & 0x7fff);

@@ -190,6 +190,7 @@ TEST_CASE("a viewer fed garbage by its relay counts it, survives, and plays the 
         ack.stream.audio_ssrc = 2;
         ack.stream.video_codec = "VP8";
         ack.stream.audio_codec = "opus";
+        ack.stream.audio_red_pt = 63; // RED audio announced: garbage RED comes below
         std::array<std::uint8_t, 512> out;
         const auto n = rtp::write_session_message(ack, out);
         fake_relay.send_to(asio::buffer(out.data(), n), viewer_ep);
@@ -229,6 +230,29 @@ TEST_CASE("a viewer fed garbage by its relay counts it, survives, and plays the 
         for (std::size_t k = rtp::fixed_header_size; k < b.size(); ++k) b[k] = static_cast<std::uint8_t>(rng());
         send(b);
     }
+
+    // Malformed RED (RFC 2198) on the audio SSRC: block headers past the end, lengths past
+    // the payload, an empty primary, more blocks than allowed.
+    const std::vector<bytes> bad_red{
+        {0x80 | 111},                                     // a redundant block header cut short
+        {0x80 | 111, 0x00, 0x04, 0x10, 111, 1, 2},        // block length 16, 2 bytes follow
+        {0x80 | 111, 0x00, 0x04, 0x01, 111, 9},           // 1 redundant byte, nothing left for the primary
+        {0xef, 0, 0, 0, 0xef, 0, 0, 0, 0xef, 0, 0, 0, 0xef, 0, 0, 0, 0xef, 0, 0, 0,
+         0xef, 0, 0, 0, 0xef, 0, 0, 0, 0xef, 0, 0, 0, 111, 1}, // 9 blocks
+    };
+    for (int i = 0; i < 3; ++i) on_io(io, [] {}); // everything sent before is counted by now
+    const auto malformed_before_red = viewer.stats().malformed;
+    for (std::size_t i = 0; i < bad_red.size(); ++i) {
+        auto b = rtp_header(2, static_cast<std::uint16_t>(300 + i));
+        b[1] = 63;
+        b.insert(b.end(), bad_red[i].begin(), bad_red[i].end());
+        send(b);
+    }
+    // Each one counted, none played.
+    for (int i = 0; i < 100 && viewer.stats().malformed < malformed_before_red + bad_red.size(); ++i)
+        std::this_thread::sleep_for(5ms);
+    CHECK(viewer.stats().malformed == malformed_before_red + bad_red.size());
+    CHECK(viewer.stats().audio_red_recovered == 0);
 
     // Then 30 real frames, starting with a keyframe.
     codec::vp8::encoder enc;

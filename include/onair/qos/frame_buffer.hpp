@@ -58,7 +58,7 @@ struct frame_info {
     bool retransmitted = false;   ///< completed by a retransmission: not a jitter sample
 };
 
-inline frame_info frame_info_from(const rtp::vp8_descriptor& d) noexcept {
+inline frame_info frame_info_from(const frame_dependency& d) noexcept {
     frame_info i;
     i.picture_id = d.picture_id;
     i.has_tl0picidx = d.has_tl0picidx;
@@ -66,14 +66,8 @@ inline frame_info frame_info_from(const rtp::vp8_descriptor& d) noexcept {
     i.layer_sync = d.layer_sync;
     return i;
 }
-inline frame_info frame_info_from(const rtp::vp9_descriptor& d) noexcept {
-    frame_info i;
-    i.picture_id = d.picture_id;
-    i.has_tl0picidx = d.has_layer_indices && !d.flexible;
-    i.tl0picidx = d.tl0picidx;
-    i.layer_sync = d.switching_up;
-    return i;
-}
+inline frame_info frame_info_from(const rtp::vp8_descriptor& d) noexcept { return frame_info_from(rtp::dependency_of(d)); }
+inline frame_info frame_info_from(const rtp::vp9_descriptor& d) noexcept { return frame_info_from(rtp::dependency_of(d)); }
 
 struct frame_buffer_config {
     std::uint32_t clock_rate = 90'000;
@@ -135,18 +129,14 @@ public:
     insert_result insert(encoded_frame&& f, const frame_info& info, time_point arrival) {
         const std::int64_t now = us(arrival);
         std::int64_t ts = ts_unwrap_.unwrap(f.rtp_timestamp);
-        if (last_ts_valid_) {
-            // A jump this large is a new stream (or garbage): its render times would be
-            // off by the jump, so start over from this frame.
-            const std::int64_t span = cfg_.restart_span.count() * cfg_.clock_rate / 1'000'000;
-            if (ts - last_ts_ > span || last_ts_ - ts > span) {
-                restart();
-                ++stats_.restarts;
-                ts = ts_unwrap_.unwrap(f.rtp_timestamp);
-            }
+        // A timestamp jump this large is a new stream (or garbage): its render times would
+        // be off by the jump, so start over from this frame.
+        const std::int64_t span = cfg_.restart_span.count() * cfg_.clock_rate / 1'000'000;
+        if (last_ts_valid_ && (ts - last_ts_ > span || last_ts_ - ts > span)) {
+            restart();
+            ++stats_.restarts;
+            ts = ts_unwrap_.unwrap(f.rtp_timestamp);
         }
-        last_ts_ = ts;
-        last_ts_valid_ = true;
         std::int64_t pid = pid_unwrap_.unwrap(info.picture_id);
         if (chain_.valid && pid <= chain_.last_pid) {
             if (!(f.keyframe && chain_.last_pid - pid > cfg_.max_reorder)) {
@@ -157,9 +147,9 @@ public:
             ++stats_.restarts;
             pid = pid_unwrap_.unwrap(info.picture_id);
             ts = ts_unwrap_.unwrap(f.rtp_timestamp);
-            last_ts_ = ts;
-            last_ts_valid_ = true;
         }
+        last_ts_ = ts;
+        last_ts_valid_ = true;
         const auto pos = lower(pid);
         if (pos != order_.end() && slots_[*pos].pid == pid) {
             ++stats_.duplicates;

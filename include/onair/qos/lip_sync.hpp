@@ -202,28 +202,6 @@ public:
     /// buffer's target says (frames held back until a repair completes them).
     sync_delays update_measured(microseconds skew) { return apply(skew); }
 
-private:
-    sync_delays apply(microseconds measured) {
-        const double skew = static_cast<double>(measured.count());
-        filtered_ = has_filtered_ ? filtered_ + (skew - filtered_) / cfg_.filter_length : skew;
-        has_filtered_ = true;
-        last_skew_ = microseconds{static_cast<std::int64_t>(skew)};
-        if (std::abs(filtered_) <= static_cast<double>(cfg_.deadband.count())) return delays_;
-        const auto step = static_cast<std::int64_t>(
-            std::clamp(filtered_, -static_cast<double>(cfg_.max_step.count()), static_cast<double>(cfg_.max_step.count())));
-        const sync_delays before = delays_;
-        microseconds& late = step > 0 ? delays_.video : delays_.audio;  // the stream behind
-        microseconds& early = step > 0 ? delays_.audio : delays_.video; // the stream ahead
-        const microseconds want{step > 0 ? step : -step};
-        const microseconds off = std::min(late, want);
-        late -= off;
-        early = std::min(early + want - off, cfg_.max_extra);
-        // What changed moves the skew by as much; the next inputs will include it.
-        filtered_ -= static_cast<double>(((delays_.audio - before.audio) - (delays_.video - before.video)).count());
-        return delays_;
-    }
-
-public:
     /// The A/V offset actually produced: > 0 when the video frame is shown later than the
     /// audio of the same capture instant. Arguments: a frame of each and when it played.
     std::optional<microseconds> av_offset(std::uint32_t audio_rtp_ts, time_point audio_played,
@@ -242,6 +220,26 @@ public:
 private:
     static std::int64_t us_of(time_point t) noexcept {
         return std::chrono::duration_cast<microseconds>(t.time_since_epoch()).count();
+    }
+
+    sync_delays apply(microseconds measured) {
+        const double skew = static_cast<double>(measured.count());
+        filtered_ = has_filtered_ ? filtered_ + (skew - filtered_) / cfg_.filter_length : skew;
+        has_filtered_ = true;
+        last_skew_ = microseconds{static_cast<std::int64_t>(skew)};
+        if (std::abs(filtered_) <= static_cast<double>(cfg_.deadband.count())) return delays_;
+        const auto step = static_cast<std::int64_t>(
+            std::clamp(filtered_, -static_cast<double>(cfg_.max_step.count()), static_cast<double>(cfg_.max_step.count())));
+        const sync_delays before = delays_;
+        microseconds& late = step > 0 ? delays_.video : delays_.audio;  // the stream behind
+        microseconds& early = step > 0 ? delays_.audio : delays_.video; // the stream ahead
+        const microseconds want{step > 0 ? step : -step};
+        const microseconds off = std::min(late, want);
+        late -= off;
+        early = std::min(early + want - off, cfg_.max_extra);
+        // What changed moves the skew by as much; the next inputs will include it.
+        filtered_ -= static_cast<double>(((delays_.audio - before.audio) - (delays_.video - before.video)).count());
+        return delays_;
     }
 
     lip_sync_config cfg_;

@@ -36,9 +36,9 @@ public:
         std::size_t max_missing = 1000;
         clock::duration initial_rtt = std::chrono::milliseconds(100);
         /// A hole is first requested once it has been missing for the reordering seen on
-        /// the stream (the longest a hole recently waited for its original before any
-        /// request, decaying by 1 % per such hole), at most this long: jitter that reorders
-        /// packets then costs no spurious retransmissions. Zero requests every hole at once.
+        /// the stream (the longest a hole waited for its original before any request,
+        /// forgotten by 1/1024 per packet), at most this long: jitter that reorders packets
+        /// then costs no spurious retransmissions. Zero requests every hole at once.
         clock::duration max_reorder_wait = std::chrono::milliseconds(30);
     };
 
@@ -52,7 +52,10 @@ public:
         std::uint64_t restarts = 0;    ///< jumps larger than max_gap
     };
 
-    enum class arrival { in_order, recovered, duplicate, restart };
+    /// recovered: filled a hole that was requested (or came as a retransmission);
+    /// reordered: filled a hole before any request went out (late, not lost). Both count
+    /// in stats().recovered.
+    enum class arrival { in_order, recovered, reordered, duplicate, restart };
 
     nack_generator() : nack_generator(config{}) {}
     explicit nack_generator(config c) : cfg_(c), srtt_(c.initial_rtt) {}
@@ -62,6 +65,7 @@ public:
     /// an RTT sample (a late original says nothing about the round trip).
     arrival on_packet(std::uint16_t seq, clock::time_point now, bool retransmission = false) {
         ++stats_.packets;
+        reorder_ -= reorder_ / 1024; // forgets old reordering over about a thousand packets
         const std::int64_t s = unwrap_.unwrap(seq);
         if (!started_) {
             started_ = true;
@@ -99,13 +103,11 @@ public:
             const auto sample = now - it->last_request;
             srtt_ = (srtt_ * 7 + sample) / 8;
         }
-        if (!retransmission && it->requests == 0) { // reordered, not lost
-            const auto waited = std::min(now - it->seen, cfg_.max_reorder_wait);
-            reorder_ = std::max(std::chrono::duration_cast<clock::duration>(reorder_ * 0.99), waited);
-        }
+        const bool reordered = !retransmission && it->requests == 0;
+        if (reordered) reorder_ = std::max(reorder_, std::min(now - it->seen, cfg_.max_reorder_wait));
         missing_.erase(it);
         ++stats_.recovered;
-        return arrival::recovered;
+        return reordered ? arrival::reordered : arrival::recovered;
     }
 
     /// Appends to `out` the sequence numbers to request now. `rtt` paces retries; pass
@@ -137,10 +139,8 @@ public:
     std::size_t extend_back(std::size_t count, clock::time_point now) {
         if (!started_ || count == 0) return 0;
         count = std::min(count, cfg_.max_missing - std::min(cfg_.max_missing, missing_.size()));
-        std::vector<hole> added;
-        added.reserve(count);
-        for (std::size_t i = count; i > 0; --i) added.push_back(hole{lowest_ - static_cast<std::int64_t>(i), now, {}, 0});
-        missing_.insert(missing_.begin(), added.begin(), added.end());
+        missing_.insert(missing_.begin(), count, hole{0, now, {}, 0});
+        for (std::size_t i = 0; i < count; ++i) missing_[i].seq = lowest_ - static_cast<std::int64_t>(count - i);
         lowest_ -= static_cast<std::int64_t>(count);
         stats_.missing += count;
         return count;

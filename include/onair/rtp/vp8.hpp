@@ -99,6 +99,11 @@ inline std::error_code parse_vp8_descriptor(bytes_view payload, vp8_descriptor& 
     return {};
 }
 
+/// What a frame buffer needs from the descriptor to track references.
+inline frame_dependency dependency_of(const vp8_descriptor& d) noexcept {
+    return {d.has_picture_id, d.picture_id, d.has_tl0picidx, d.tl0picidx, d.layer_sync};
+}
+
 /// True when `payload` (an RTP payload) starts a VP8 key frame: S=1, PID=0 and the VP8
 /// payload header's inverse key frame bit P is 0.
 inline bool vp8_keyframe_start(bytes_view payload) noexcept {
@@ -194,7 +199,7 @@ struct vp8_payload {
             fi.start = d.starts_frame();
             fi.end = p.marker;
             if (d.has_tid) fi.temporal_layer = d.tid;
-            fi.dependency = {d.has_picture_id, d.picture_id, d.has_tl0picidx, d.tl0picidx, d.layer_sync};
+            fi.dependency = dependency_of(d);
             assembler_.push(p, kind, fi, [&emit](encoded_frame&& f) {
                 const vp8_frame_info info = parse_vp8_frame_header(f.data);
                 f.keyframe = info.keyframe;

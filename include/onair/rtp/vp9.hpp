@@ -71,6 +71,12 @@ struct vp9_descriptor {
     bool keyframe() const noexcept { return !inter_picture && sid == 0; }
 };
 
+/// What a frame buffer needs from the descriptor to track references (flexible mode
+/// signals references explicitly instead, which the TL0PICIDX model does not use).
+inline frame_dependency dependency_of(const vp9_descriptor& d) noexcept {
+    return {d.has_picture_id, d.picture_id, d.has_layer_indices && !d.flexible, d.tl0picidx, d.switching_up};
+}
+
 /// Parses the descriptor at the start of an RTP payload. Never reads past `payload`.
 inline std::error_code parse_vp9_descriptor(bytes_view payload, vp9_descriptor& out) noexcept {
     out = vp9_descriptor{};
@@ -237,8 +243,7 @@ struct vp9_payload {
             fi.end = p.marker;
             fi.keyframe = d.keyframe();
             if (d.has_layer_indices) fi.temporal_layer = d.tid;
-            fi.dependency = {d.has_picture_id, d.picture_id, d.has_layer_indices && !d.flexible, d.tl0picidx,
-                             d.switching_up};
+            fi.dependency = dependency_of(d);
             if (d.has_ss && d.has_resolution) {
                 // The picture decodes at the top spatial layer's size.
                 fi.width = d.width[d.spatial_layers - 1u];

@@ -124,6 +124,46 @@ TEST_CASE("nack: a hole is requested at once, retried after an RTT, and forgotte
     CHECK_FALSE(g.take_keyframe_request());
 }
 
+TEST_CASE("nack: a hole waits for the reordering seen on the stream before its first request") {
+    qos::nack_generator g;
+    // 1 2 4 at t0: 3 is missing. Nothing reordered yet, so it is due at once, but the
+    // caller collects only 8 ms later, by when 3 came by itself (reordered, never requested).
+    for (int s : {1, 2, 4}) g.on_packet(static_cast<std::uint16_t>(s), t0);
+    CHECK(g.reorder_wait() == 0ms);
+    CHECK(g.on_packet(3, t0 + 8ms) == qos::nack_generator::arrival::reordered);
+    // 8 ms is now the stream's reordering (less 1/1024 per later packet).
+    CHECK(g.reorder_wait() == 8ms);
+    // 5 7 at t1: 6 missing. At t1 + 5 ms it may still be reordered: not requested yet.
+    const auto t1 = t0 + 100ms;
+    g.on_packet(5, t1);
+    g.on_packet(7, t1);
+    const auto wait = g.reorder_wait();
+    CHECK(wait < 8ms);
+    CHECK(wait > 7900us); // two packets forgot 2/1024 of it
+    CHECK(collect(g, t1 + 5ms).empty());
+    CHECK(collect(g, t1 + wait) == std::vector<std::uint16_t>{6}); // due once it waited that long
+    // Retries are paced by the RTT, not by the reordering wait.
+    CHECK(collect(g, t1 + wait + 10ms).empty());
+    CHECK(collect(g, t1 + wait + 130ms) == std::vector<std::uint16_t>{6});
+    // A hole filled by a very late original (never requested) raises the wait only to the cap.
+    g.on_packet(9, t1 + 200ms);
+    CHECK(g.on_packet(8, t1 + 400ms) == qos::nack_generator::arrival::reordered);
+    CHECK(g.reorder_wait() == 30ms);
+    // Without reordering the wait is forgotten: after ~7000 in-order packets it is below 1 ms.
+    for (int s = 10; s < 7010; ++s) g.on_packet(static_cast<std::uint16_t>(s), t1 + 500ms);
+    CHECK(g.reorder_wait() < 1ms);
+
+    // max_reorder_wait = 0: every hole is requested at once, whatever came reordered.
+    qos::nack_generator::config c;
+    c.max_reorder_wait = 0ms;
+    qos::nack_generator eager(c);
+    for (int s : {1, 3}) eager.on_packet(static_cast<std::uint16_t>(s), t0);
+    eager.on_packet(2, t0 + 20ms);
+    eager.on_packet(5, t0 + 30ms);
+    CHECK(eager.reorder_wait() == 0ms);
+    CHECK(collect(eager, t0 + 30ms) == std::vector<std::uint16_t>{4});
+}
+
 TEST_CASE("nack: gives up at the deadline or after max_retries and then wants a keyframe") {
     qos::nack_generator::config c;
     c.give_up_after = 500ms;
@@ -151,7 +191,7 @@ TEST_CASE("nack: sequence wrap-around, reordering and restarts") {
     qos::nack_generator g;
     for (int s : {65533, 65534, 1, 2}) g.on_packet(static_cast<std::uint16_t>(s), t0); // 65535 and 0 missing
     CHECK(collect(g, t0) == std::vector<std::uint16_t>{65535, 0});
-    CHECK(g.on_packet(0, t0 + 1ms) == qos::nack_generator::arrival::recovered); // reordered, not lost
+    CHECK(g.on_packet(0, t0 + 1ms) == qos::nack_generator::arrival::recovered); // requested at t0, then came: recovered
     CHECK(g.on_packet(65000, t0 + 2ms) == qos::nack_generator::arrival::duplicate); // far in the past
     // A jump of 5000 is a new start, not 5000 losses.
     CHECK(g.on_packet(5002, t0 + 3ms) == qos::nack_generator::arrival::restart);
