@@ -58,6 +58,9 @@ struct outcome {
     std::uint64_t frames = 0, frames_sent = 0, freezes = 0;
     double audio_delay = 0, video_delay = 0;
     double media_kbps = 0;
+    viewer_stats vs;
+    host_stats hs;
+    relay::relay_stats rs;
 };
 
 template <class F>
@@ -150,14 +153,20 @@ outcome run(const point& pt, double seconds, std::uint64_t seed, int delay_ms, i
     o.p95 = vs.latency_ms.percentile(95);
     o.p99 = vs.latency_ms.percentile(99);
     o.av_p50 = vs.av_offset_ms.percentile(50);
-    const double extra = static_cast<double>(hs.retransmission_bytes + hs.redundancy_bytes + rs.retransmission_bytes);
-    const double media = static_cast<double>(hs.bytes_sent - hs.retransmission_bytes - hs.redundancy_bytes);
+    // Recovery costs: retransmissions, RED blocks and FEC on the host leg; retransmissions
+    // and FEC on the viewer leg.
+    const double extra = static_cast<double>(hs.retransmission_bytes + hs.redundancy_bytes + hs.fec_bytes +
+                                             rs.retransmission_bytes + rs.fec_bytes);
+    const double media = static_cast<double>(hs.bytes_sent - hs.retransmission_bytes - hs.redundancy_bytes - hs.fec_bytes);
     o.overhead = media > 0 ? extra / media : 0;
     o.frames = vs.video_frames;
     o.frames_sent = hs.video_frames_encoded - hs.video_frames_before_publish; // the first ~RTT waits for the publish ack
     o.audio_delay = vs.audio_target_delay_ms;
     o.media_kbps = media * 8 / 1000 / seconds;
     o.video_delay = vs.video_target_delay_ms;
+    o.vs = vs;
+    o.hs = hs;
+    o.rs = rs;
     return o;
 }
 
@@ -171,7 +180,8 @@ int main(int argc, char** argv) {
          {"delay", "MS", "one-way delay per leg (default 50)"},
          {"jitter", "MS", "jitter per leg (default 10)"},
          {"seed", "N", "first seed (default 1)"},
-         {"legs", "both|viewer", "which legs lose packets: both (default) or only relay <-> viewer"}});
+         {"legs", "both|viewer", "which legs lose packets: both (default) or only relay <-> viewer"},
+         {"verbose", "", "after each row, how each repair mechanism did"}});
     return onair_examples::guarded_main(cli, argc, argv, [&]() -> int {
         const double seconds = cli.number<double>("seconds", 30, 1, 3600);
         const int delay = cli.number<int>("delay", 50, 0, 1000);
@@ -201,6 +211,34 @@ int main(int argc, char** argv) {
                         o.freeze * 100, static_cast<unsigned long long>(o.freezes), o.concealment * 100, o.p50, o.p95,
                         o.p99, o.av_p50, o.overhead * 100, o.media_kbps, static_cast<unsigned long long>(o.frames),
                         static_cast<unsigned long long>(o.frames_sent), o.audio_delay, o.video_delay);
+            if (cli.has("verbose")) {
+                const auto& v = o.vs;
+                const auto& h = o.hs;
+                const auto& r = o.rs;
+                std::printf("  host: fec %llu pkts (loss %.1f %%, %u/%u per 10), rtx %llu (audio %llu), keyframes %llu (%llu asked)\n"
+                            "  relay: fec in %llu recovered, red %llu rebuilt, rtx in %llu, fec out %llu, rtx out %llu, upstream nacks %llu\n"
+                            "  viewer: video missing %llu, fec %llu, recovered %llu, lost %llu, skipped frames %llu, key requests %llu, "
+                            "freezes %llu, rtt %.0f ms; audio decoded %llu, fec %llu, red %llu, concealed %llu, late %llu, missing %llu, "
+                            "nacks %llu, rtx %llu, comfort %llu, skipped %llu; audio delay %.0f (target %.0f), sync extra audio %.0f video %.0f, "
+                            "audio latency p50 %.0f\n",
+                            static_cast<unsigned long long>(h.fec_packets), h.reported_loss * 100, h.fec_delta_per_10,
+                            h.fec_key_per_10, static_cast<unsigned long long>(h.retransmissions),
+                            static_cast<unsigned long long>(h.audio_retransmissions), static_cast<unsigned long long>(h.keyframes),
+                            static_cast<unsigned long long>(h.keyframe_requests), static_cast<unsigned long long>(r.fec_recovered),
+                            static_cast<unsigned long long>(r.red_rebuilt), static_cast<unsigned long long>(r.upstream_recovered),
+                            static_cast<unsigned long long>(r.fec_sent), static_cast<unsigned long long>(r.retransmissions),
+                            static_cast<unsigned long long>(r.upstream_nacks), static_cast<unsigned long long>(v.video_packets_missing),
+                            static_cast<unsigned long long>(v.video_fec_recovered), static_cast<unsigned long long>(v.video_packets_recovered),
+                            static_cast<unsigned long long>(v.video_packets_lost), static_cast<unsigned long long>(v.video_frames_skipped),
+                            static_cast<unsigned long long>(v.keyframe_requests), static_cast<unsigned long long>(v.freezes), v.rtt_ms,
+                            static_cast<unsigned long long>(v.audio_frames), static_cast<unsigned long long>(v.audio_fec),
+                            static_cast<unsigned long long>(v.audio_red_recovered), static_cast<unsigned long long>(v.audio_concealed),
+                            static_cast<unsigned long long>(v.audio_late), static_cast<unsigned long long>(v.audio_packets_missing),
+                            static_cast<unsigned long long>(v.audio_nack_requests), static_cast<unsigned long long>(v.audio_retransmissions),
+                            static_cast<unsigned long long>(v.comfort_noise), static_cast<unsigned long long>(v.audio_skipped),
+                            v.audio_current_delay_ms, v.audio_target_delay_ms, v.audio_sync_delay_ms, v.video_sync_delay_ms,
+                            v.audio_latency_ms.percentile(50));
+            }
             std::fflush(stdout);
         }
         if (!any) throw onair_examples::usage_error("--only: no point named '" + only + "'");

@@ -10,6 +10,7 @@
 #include "onair/core/random.hpp"
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
+#include "onair/qos/flexfec.hpp"
 #include "onair/qos/red.hpp"
 #include "onair/qos/retransmission_cache.hpp"
 #include "onair/qos/rtx.hpp"
@@ -50,6 +51,12 @@ struct host_stats {
     std::uint64_t retransmissions = 0;      ///< RTX packets sent
     std::uint64_t retransmission_bytes = 0; ///< their datagram bytes (included in bytes_sent)
     std::uint64_t redundancy_bytes = 0;     ///< RED redundant blocks and headers (included in bytes_sent)
+    std::uint64_t fec_packets = 0;          ///< FlexFEC repair packets sent
+    std::uint64_t fec_bytes = 0;            ///< their datagram bytes (included in bytes_sent)
+    std::uint64_t audio_retransmissions = 0; ///< audio RTX packets sent (included in retransmissions)
+    double reported_loss = 0;               ///< video loss the relay reports (smoothed, 0..1): sets FEC protection
+    std::uint32_t fec_delta_per_10 = 0;     ///< FEC repair packets per 10 media packets now: delta frames
+    std::uint32_t fec_key_per_10 = 0;       ///< and key frames
     bool published = false;                 ///< the relay acknowledged the publish hello
     bool refused = false;                   ///< the relay refused the stream name
 };
@@ -111,6 +118,15 @@ public:
         /// plain Opus. Each costs about one more audio payload per packet.
         std::size_t audio_redundancy = 0;
         std::uint8_t audio_red_payload_type = qos::red_payload_type;
+        /// FlexFEC (RFC 8627) repair packets for video on their own SSRC, with protection
+        /// following the loss the relay reports (qos::protection_for_loss); before the first
+        /// report, the protection for `video_fec_initial_loss`.
+        bool video_fec = true;
+        std::uint8_t video_fec_payload_type = qos::flexfec_payload_type;
+        double video_fec_initial_loss = 0;
+        /// Audio packets kept for retransmission (RFC 4588, on their own SSRC): about 5 s.
+        std::size_t audio_retransmission_packets = 256;
+        std::uint8_t audio_rtx_payload_type = 98;
     };
 
     /// Constructs the transport in place from `transport_args`.
@@ -118,7 +134,8 @@ public:
     basic_host(config cfg, Sink sink, Args&&... transport_args)
         : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
           hello_timer_(transport_.get_executor()), report_timer_(transport_.get_executor()),
-          video_cache_(cfg_.retransmission_packets), red_(cfg_.audio_redundancy) {
+          video_cache_(cfg_.retransmission_packets), audio_cache_(cfg_.audio_retransmission_packets),
+          red_(cfg_.audio_redundancy), fec_(fec_config(cfg_, 0, 0)) {
         video_.ssrc = (detail::random_u32() | 1u) & 0x7fff'ffffu;
         audio_.ssrc = video_.ssrc + 1;
         video_.payload_type = cfg_.video_payload_type;
@@ -128,6 +145,11 @@ public:
         video_.timestamp_offset = detail::random_u32();
         rtx_ssrc_ = video_.ssrc + 2;
         rtx_sequence_ = static_cast<std::uint16_t>(detail::random_u32());
+        audio_rtx_ssrc_ = video_.ssrc + 4;
+        audio_rtx_sequence_ = static_cast<std::uint16_t>(detail::random_u32());
+        fec_ = qos::flexfec_encoder(fec_config(cfg_, video_.ssrc, static_cast<std::uint16_t>(detail::random_u32())));
+        stats_.fec_delta = fec_.protection().delta.fec_packets;
+        stats_.fec_key = fec_.protection().key.fec_packets;
         audio_.timestamp_offset = detail::random_u32();
     }
     basic_host(const basic_host&) = delete;
@@ -226,6 +248,12 @@ public:
         s.retransmissions = stats_.retransmissions;
         s.retransmission_bytes = stats_.retransmission_bytes;
         s.redundancy_bytes = stats_.redundancy_bytes;
+        s.fec_packets = stats_.fec_packets;
+        s.fec_bytes = stats_.fec_bytes;
+        s.audio_retransmissions = stats_.audio_retransmissions;
+        s.reported_loss = static_cast<double>(stats_.reported_loss_permille.load()) / 1000.0;
+        s.fec_delta_per_10 = stats_.fec_delta;
+        s.fec_key_per_10 = stats_.fec_key;
         s.published = stats_.published;
         s.refused = stats_.refused;
         return s;
@@ -240,12 +268,20 @@ public:
             d.video_codec = std::string(video_codec::encoding_name);
             d.video_rtx_ssrc = rtx_ssrc_;
             d.video_rtx_pt = cfg_.video_rtx_payload_type;
+            if (cfg_.video_fec) {
+                d.video_fec_ssrc = fec_ssrc(video_.ssrc);
+                d.video_fec_pt = cfg_.video_fec_payload_type;
+            }
         }
         if (cfg_.send_audio) {
             d.audio_ssrc = audio_.ssrc;
             d.audio_pt = audio_.payload_type;
             d.audio_codec = std::string(audio_codec::encoding_name);
             if (cfg_.audio_redundancy > 0) d.audio_red_pt = cfg_.audio_red_payload_type;
+            // One RTX payload type: it stands for the payload type every audio packet has
+            // (RED when on, Opus otherwise).
+            d.audio_rtx_ssrc = audio_rtx_ssrc_;
+            d.audio_rtx_pt = cfg_.audio_rtx_payload_type;
         }
         return d;
     }
@@ -258,7 +294,9 @@ private:
         std::atomic<std::uint64_t> video_frames_in{0}, video_frames_dropped{0}, video_frames_encoded{0}, keyframes{0},
             keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, video_packets_sent{0}, bytes_sent{0}, encode_errors{0}, video_frames_before_publish{0},
             audio_frames_before_publish{0},
-            nacks_received{0}, retransmissions{0}, retransmission_bytes{0}, redundancy_bytes{0};
+            nacks_received{0}, retransmissions{0}, retransmission_bytes{0}, redundancy_bytes{0}, fec_packets{0}, fec_bytes{0},
+            audio_retransmissions{0}, reported_loss_permille{0};
+        std::atomic<std::uint32_t> fec_delta{0}, fec_key{0};
         std::atomic<bool> published{false}, refused{false};
     };
 
@@ -326,29 +364,76 @@ private:
             ++stats_.packets_sent;
             if (video) ++stats_.video_packets_sent;
             stats_.bytes_sent += pkt.size();
-            if (video) video_cache_.store(h.sequence, std::move(pkt), t);
+            if (video) {
+                if (cfg_.video_fec) protect(pkt.bytes().first(pkt.size()), ef.keyframe);
+                video_cache_.store(h.sequence, std::move(pkt), t);
+            } else {
+                audio_cache_.store(h.sequence, std::move(pkt), t);
+            }
         });
         m.sent_any = true;
         m.last_rtp_timestamp = ts;
         m.last_capture = ef.capture_time;
     }
 
+    /// Hands a sent video packet to the FlexFEC encoder; repair packets it completes go
+    /// out right after it.
+    void protect(rtp::bytes_view media, bool keyframe) {
+        (void)fec_.add(media, keyframe, [this](rtp::bytes_view repair) {
+            transport_.send_to(asio::buffer(repair.data(), repair.size()), cfg_.relay);
+            ++stats_.fec_packets;
+            stats_.fec_bytes += repair.size();
+            stats_.bytes_sent += repair.size();
+        });
+    }
+
+    static std::uint32_t fec_ssrc(std::uint32_t video_ssrc) noexcept { return video_ssrc + 3; }
+    static qos::flexfec_encoder::config fec_config(const config& c, std::uint32_t video_ssrc, std::uint16_t first_sequence) {
+        qos::flexfec_encoder::config f;
+        f.media_ssrc = video_ssrc;
+        f.fec_ssrc = fec_ssrc(video_ssrc);
+        f.first_sequence = first_sequence;
+        f.payload_type = c.video_fec_payload_type;
+        f.protection = qos::protection_for_loss(c.video_fec_initial_loss);
+        return f;
+    }
+    void set_fec_protection(const qos::fec_protection& p) {
+        fec_.set_protection(p);
+        stats_.fec_delta = fec_.protection().delta.fec_packets;
+        stats_.fec_key = fec_.protection().key.fec_packets;
+    }
+
+    /// The relay's receiver report on the video stream: its fraction lost (before repair)
+    /// sets the FEC protection, and whether retransmissions go twice.
+    void on_report_block(const rtp::rtcp::report_block& b) {
+        if (b.ssrc != video_.ssrc) return;
+        const double loss = loss_.on_report(b.fraction_lost);
+        stats_.reported_loss_permille = static_cast<std::uint64_t>(loss * 1000.0 + 0.5);
+        if (!cfg_.video_fec) return;
+        const auto p = qos::protection_for_loss(loss);
+        if (p != fec_.protection()) set_fec_protection(p);
+    }
+
     /// Answers a NACK from the relay with RFC 4588 retransmissions from the cache.
-    void on_nack(const rtp::rtcp::nack& nack) {
+    void on_nack(const rtp::rtcp::nack& nack, bool video) {
         ++stats_.nacks_received;
         const auto t = std::chrono::steady_clock::now();
+        auto& cache = video ? video_cache_ : audio_cache_;
         nack.for_each([&](std::uint16_t seq) {
-            packet_ref original = video_cache_.take_for_resend(seq, t);
+            packet_ref original = cache.take_for_resend(seq, t);
             if (!original) return;
             rtp::packet_view p;
             if (rtp::parse(original.bytes(), p)) return;
             std::array<std::uint8_t, max_datagram_size> rtx;
-            const std::size_t n = qos::write_rtx(p, rtx_ssrc_, cfg_.video_rtx_payload_type, rtx_sequence_++, rtx);
+            const std::size_t n = video ? qos::write_rtx(p, rtx_ssrc_, cfg_.video_rtx_payload_type, rtx_sequence_++, rtx)
+                                        : qos::write_rtx(p, audio_rtx_ssrc_, cfg_.audio_rtx_payload_type, audio_rtx_sequence_++, rtx);
             if (n == 0) return;
-            transport_.send_to(asio::buffer(rtx.data(), n), cfg_.relay);
-            ++stats_.retransmissions;
-            stats_.retransmission_bytes += n;
-            stats_.bytes_sent += n;
+            const int copies = loss_.repair_copies();
+            for (int c = 0; c < copies; ++c) transport_.send_to(asio::buffer(rtx.data(), n), cfg_.relay);
+            stats_.retransmissions += static_cast<std::uint64_t>(copies);
+            if (!video) stats_.audio_retransmissions += static_cast<std::uint64_t>(copies);
+            stats_.retransmission_bytes += n * static_cast<std::uint64_t>(copies);
+            stats_.bytes_sent += n * static_cast<std::uint64_t>(copies);
         });
     }
 
@@ -432,7 +517,14 @@ private:
                                                 }
                                             },
                                             [this](const rtp::rtcp::nack& nack) {
-                                                if (nack.media_ssrc == video_.ssrc) on_nack(nack);
+                                                if (nack.media_ssrc == video_.ssrc) on_nack(nack, true);
+                                                else if (nack.media_ssrc == audio_.ssrc) on_nack(nack, false);
+                                            },
+                                            [this](const rtp::rtcp::receiver_report& rr) {
+                                                for (const auto& b : rr.blocks) on_report_block(b);
+                                            },
+                                            [this](const rtp::rtcp::sender_report& sr) {
+                                                for (const auto& b : sr.blocks) on_report_block(b);
                                             },
                                         },
                                         counts);
@@ -452,9 +544,14 @@ private:
     std::uint16_t transport_sequence_ = 0;
     packet_pool pool_;
     qos::retransmission_cache video_cache_;
+    qos::retransmission_cache audio_cache_;
     qos::red_encoder red_;
+    qos::flexfec_encoder fec_;
+    qos::loss_estimate loss_;
     std::uint32_t rtx_ssrc_ = 0;
     std::uint16_t rtx_sequence_ = 0;
+    std::uint32_t audio_rtx_ssrc_ = 0;
+    std::uint16_t audio_rtx_sequence_ = 0;
     bool held_back_video_ = false; ///< video was held back: wait for a key frame
     std::array<std::uint8_t, max_datagram_size> rx_{};
     transport::endpoint rx_from_;

@@ -33,7 +33,7 @@ struct relay_node_stats {
 
 struct relay_node_config {
     /// Period of the relay policy's housekeeping (timeouts, deferred keyframe requests).
-    std::chrono::milliseconds tick{20};
+    std::chrono::milliseconds tick{10};
 };
 
 /// A relay node (media server): receives publishers' RTP and RTCP on one transport and lets

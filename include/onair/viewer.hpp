@@ -15,10 +15,12 @@
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
 #include "onair/core/overloaded.hpp"
+#include "onair/qos/flexfec.hpp"
 #include "onair/qos/frame_buffer.hpp"
 #include "onair/qos/jitter_buffer.hpp"
 #include "onair/qos/lip_sync.hpp"
 #include "onair/qos/nack_generator.hpp"
+#include "onair/qos/receive_statistics.hpp"
 #include "onair/qos/red.hpp"
 #include "onair/qos/rtx.hpp"
 #include "onair/rtp/keyframe.hpp"
@@ -36,6 +38,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -59,7 +63,12 @@ struct viewer_stats {
     std::uint64_t keyframe_requests = 0;
     std::uint64_t depacketizer_dropped = 0;
     std::uint64_t video_packets_missing = 0;   ///< holes seen in the video sequence (loss before recovery)
-    std::uint64_t video_packets_recovered = 0; ///< holes filled by retransmission
+    std::uint64_t video_packets_recovered = 0; ///< holes filled by retransmission or FEC (before or after the request)
+    std::uint64_t video_fec_recovered = 0;     ///< packets rebuilt from FlexFEC repair packets
+    std::uint64_t fec_packets = 0;             ///< FlexFEC repair packets received
+    std::uint64_t audio_packets_missing = 0;   ///< holes in the audio sequence
+    std::uint64_t audio_nack_requests = 0;
+    std::uint64_t audio_retransmissions = 0;   ///< audio RTX packets received
     std::uint64_t video_packets_lost = 0;      ///< holes given up on (loss after recovery)
     std::uint64_t nack_requests = 0;           ///< sequence numbers requested
     std::uint64_t retransmissions = 0;         ///< RTX packets received
@@ -119,6 +128,15 @@ public:
         /// How often lost video packets are looked for and requested.
         std::chrono::milliseconds nack_interval{10};
         qos::nack_generator::config nack{};
+        /// Audio holes are requested too, for as long as a retransmission can still be
+        /// played (the jitter buffer holds at most its max_delay).
+        qos::nack_generator::config audio_nack = [] {
+            qos::nack_generator::config c;
+            c.give_up_after = std::chrono::milliseconds(400);
+            return c;
+        }();
+        /// How often a receiver report goes to the relay (its FEC follows the loss in it).
+        std::chrono::milliseconds report_interval{1000};
         /// The frame buffer asks for a key frame when nothing was decodable for its
         /// keyframe_timeout; while NACKs are still repairing (until nack.give_up_after) that
         /// would throw away frames about to be completed, so the viewer waits as long.
@@ -136,8 +154,8 @@ public:
     basic_viewer(config cfg, Sink sink, Args&&... transport_args)
         : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
           hello_timer_(transport_.get_executor()), nack_timer_(transport_.get_executor()),
-          video_timer_(transport_.get_executor()), audio_timer_(transport_.get_executor()), ssrc_(detail::random_u32()),
-          vdepack_(video_limits()), nack_(cfg_.nack), fbuf_(cfg_.video_buffer), ajb_(audio_config(cfg_.audio_buffer)) {}
+          report_timer_(transport_.get_executor()), video_timer_(transport_.get_executor()),
+          audio_timer_(transport_.get_executor()), ssrc_(detail::random_u32()), vdepack_(video_limits()), nack_(cfg_.nack), anack_(cfg_.audio_nack), fbuf_(cfg_.video_buffer), ajb_(audio_config(cfg_.audio_buffer)) {}
     basic_viewer(const basic_viewer&) = delete;
     basic_viewer& operator=(const basic_viewer&) = delete;
     ~basic_viewer() { worker_.join(); }
@@ -151,6 +169,7 @@ public:
         send_hello(rtp::session_type::play);
         arm_hello();
         arm_nack();
+        arm_report();
         return {};
     }
 
@@ -160,6 +179,7 @@ public:
         running_ = false;
         hello_timer_.cancel();
         nack_timer_.cancel();
+        report_timer_.cancel();
         video_timer_.cancel();
         audio_timer_.cancel();
         send_hello(rtp::session_type::leave);
@@ -223,9 +243,27 @@ private:
             ++stats_.malformed;
             return;
         }
-        if (live_ && desc_.video_rtx_ssrc && p.ssrc == desc_.video_rtx_ssrc && p.payload_type == desc_.video_rtx_pt) {
+        if (live_ && desc_.video_fec_ssrc && p.ssrc == desc_.video_fec_ssrc && p.payload_type == desc_.video_fec_pt && fec_) {
+            {
+                std::lock_guard lock(mu_);
+                ++stats_.fec_packets;
+                stats_.bytes += d.size();
+            }
+            const auto before = fec_->stats().malformed;
+            fec_->add_fec(d, [this](rtp::bytes_view r) { hold_recovered(r); });
+            if (fec_->stats().malformed != before) {
+                std::lock_guard lock(mu_);
+                ++stats_.malformed;
+            }
+            return on_recovered();
+        }
+        const bool video_rtx = desc_.video_rtx_ssrc && p.ssrc == desc_.video_rtx_ssrc && p.payload_type == desc_.video_rtx_pt;
+        const bool audio_rtx = desc_.audio_rtx_ssrc && p.ssrc == desc_.audio_rtx_ssrc && p.payload_type == desc_.audio_rtx_pt;
+        if (live_ && (video_rtx || audio_rtx)) {
             std::size_t n = 0;
-            if (qos::restore_rtx(p, desc_.video_ssrc, desc_.video_pt, restored_, n)) {
+            const std::uint32_t ssrc = video_rtx ? desc_.video_ssrc : desc_.audio_ssrc;
+            const std::uint8_t pt = video_rtx ? desc_.video_pt : (desc_.audio_red_pt ? desc_.audio_red_pt : desc_.audio_pt);
+            if (qos::restore_rtx(p, ssrc, pt, restored_, n)) {
                 std::lock_guard lock(mu_);
                 ++stats_.malformed;
                 return;
@@ -238,7 +276,7 @@ private:
             }
             {
                 std::lock_guard lock(mu_);
-                ++stats_.retransmissions;
+                ++(video_rtx ? stats_.retransmissions : stats_.audio_retransmissions);
                 stats_.bytes += d.size();
             }
             return on_media(original, true);
@@ -256,13 +294,37 @@ private:
             stats_.bytes += d.size();
             if (!first_packet_) first_packet_ = std::chrono::steady_clock::now();
         }
+        reception_.on_packet(p, std::chrono::steady_clock::now());
         on_media(p);
     }
 
-    /// A media packet of the stream (original, or rebuilt from a retransmission).
-    void on_media(const rtp::packet_view& p, bool retransmission = false) {
+    /// FlexFEC hands out rebuilt packets inside its own calls: copied aside, then played.
+    void hold_recovered(rtp::bytes_view r) {
+        if (recovered_count_ == recovered_.size() || r.size() > max_datagram_size) return;
+        auto& slot = recovered_[recovered_count_++];
+        std::memcpy(slot.bytes.data(), r.data(), r.size());
+        slot.size = r.size();
+    }
+    void on_recovered() {
+        const std::size_t n = std::exchange(recovered_count_, 0);
+        if (n == 0) return;
+        {
+            std::lock_guard lock(mu_);
+            stats_.video_fec_recovered += n;
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            rtp::packet_view p;
+            if (rtp::parse(rtp::bytes_view(recovered_[i].bytes.data(), recovered_[i].size), p) || p.ssrc != desc_.video_ssrc) continue;
+            on_media(p, false, true);
+        }
+    }
+
+    /// A media packet of the stream (original, or rebuilt from a retransmission or FEC).
+    void on_media(const rtp::packet_view& p, bool retransmission = false, bool from_fec = false) {
         const auto t = std::chrono::steady_clock::now();
         if (p.ssrc == desc_.video_ssrc) {
+            // FEC needs every packet held, however it came (not those it rebuilt: it has them).
+            if (fec_ && !from_fec) fec_->add_media(p.whole, [this](rtp::bytes_view r) { hold_recovered(r); });
             const bool first = !video_started_;
             video_started_ = true;
             const auto arrival = nack_.on_packet(p.sequence, t, retransmission);
@@ -275,8 +337,12 @@ private:
             if (!find_stream_start(p, first, t)) return;
             vdepack_.push(p, media_kind::video, [&](encoded_frame&& f) { on_video_frame(std::move(f), repaired, t); });
             service_video(t);
+            if (!from_fec) on_recovered();
         } else {
-            on_audio_packet(p, t);
+            const auto arrival = anack_.on_packet(p.sequence, t, retransmission);
+            if (arrival == qos::nack_generator::arrival::duplicate) return;
+            // As for video: filling a requested hole (a repair here or upstream) is not jitter.
+            on_audio_packet(p, t, retransmission || arrival == qos::nack_generator::arrival::recovered);
         }
         std::lock_guard lock(mu_);
         stats_.depacketizer_dropped = vdepack_.dropped() + adepack_.dropped();
@@ -384,7 +450,7 @@ private:
     }
     static constexpr bool single_packet_audio = std::is_same_v<typename audio_codec::payload_format, rtp::opus_payload>;
 
-    void on_audio_packet(const rtp::packet_view& p, std::chrono::steady_clock::time_point t) {
+    void on_audio_packet(const rtp::packet_view& p, std::chrono::steady_clock::time_point t, bool repaired = false) {
         timestamp capture{};
         if (auto ntp = p.abs_capture_time()) capture = from_ntp(*ntp);
         if (sync_) sync_->on_packet(media_kind::audio, p.timestamp, t);
@@ -405,10 +471,13 @@ private:
                 const auto seq = static_cast<std::uint16_t>(p.sequence - (n - i));
                 const timestamp cap = capture == timestamp{} ? capture
                                       : capture - std::chrono::microseconds(std::int64_t{p.timestamp - b.timestamp} * 1'000'000 / audio_codec::clock_rate);
-                if (ajb_.insert(b.data, b.timestamp, seq, t, cap) == qos::audio_jitter_buffer::insert_result::inserted)
-                    ++recovered;
+                const auto r = ajb_.insert(b.data, b.timestamp, seq, t, cap, repaired);
+                if (r == qos::audio_jitter_buffer::insert_result::inserted) ++recovered;
+                // Held now (or too late to matter): no retransmission needed.
+                if (r == qos::audio_jitter_buffer::insert_result::inserted || r == qos::audio_jitter_buffer::insert_result::late)
+                    (void)anack_.on_packet(seq, t);
             }
-            if (red.primary.payload_type == desc_.audio_pt) ajb_.insert(red.primary.data, p.timestamp, p.sequence, t, capture);
+            if (red.primary.payload_type == desc_.audio_pt) ajb_.insert(red.primary.data, p.timestamp, p.sequence, t, capture, repaired);
             if (recovered) {
                 std::lock_guard lock(mu_);
                 stats_.audio_red_recovered += recovered;
@@ -421,7 +490,7 @@ private:
                 ++stats_.malformed;
                 return;
             }
-            ajb_.insert(p.payload, p.timestamp, p.sequence, t, capture);
+            ajb_.insert(p.payload, p.timestamp, p.sequence, t, capture, repaired);
         } else {
             adepack_.push(p, media_kind::audio, [&](encoded_frame&& f) {
                 ajb_.insert(f.bytes(), f.rtp_timestamp, audio_index_++, t, f.capture_time);
@@ -484,14 +553,28 @@ private:
         if (skews_.size() < 256) skews_.push_back((now() - *cap) - *audio_lateness_);
     }
 
-    /// Once a second: the measured skew (median of the last second's frames) when there is
+    /// Once a second: the measured skew (lower quartile of the last second's frames) when there is
     /// one, else the buffers' targets, move the extra delays.
     void update_sync() {
         if (!sync_) return;
         std::optional<qos::sync_delays> d;
+        // The audio buffer moves its delay by whole frames, at most 50 ms a second: until it
+        // has reached its target the measured skew still shows the last correction undone,
+        // and acting on it again would overshoot.
+        const auto& js = ajb_.stats();
+        const bool audio_settled = js.current_delay - js.target_delay < std::chrono::milliseconds(30) &&
+                                   js.target_delay - js.current_delay < std::chrono::milliseconds(30);
+        if (skews_.size() >= 5 && !audio_settled) {
+            skews_.clear();
+            return;
+        }
         if (skews_.size() >= 5) {
-            std::nth_element(skews_.begin(), skews_.begin() + static_cast<std::ptrdiff_t>(skews_.size() / 2), skews_.end());
-            d = sync_->update_measured(std::chrono::duration_cast<std::chrono::microseconds>(skews_[skews_.size() / 2]));
+            // The lower quartile: frames held for a repair are shown late and the ones after
+            // them catch up at once; audio follows the video that plays on time, not those
+            // transients (following them would move the audio delay, by PLC, every second).
+            const auto q = static_cast<std::ptrdiff_t>(skews_.size() / 4);
+            std::nth_element(skews_.begin(), skews_.begin() + q, skews_.end());
+            d = sync_->update_measured(std::chrono::duration_cast<std::chrono::microseconds>(skews_[static_cast<std::size_t>(q)]));
         } else {
             d = sync_->update(ajb_.stats().target_delay, fbuf_.stats().target_delay);
         }
@@ -505,10 +588,38 @@ private:
     }
 
     void on_rtcp(rtp::bytes_view d) {
-        if (!sync_) return;
         rtp::rtcp::parse_counts counts;
-        (void)rtp::rtcp::parse_compound(d, overloaded{[this](const rtp::rtcp::sender_report& sr) { sync_->on_sender_report(sr); }},
+        (void)rtp::rtcp::parse_compound(d,
+                                        overloaded{[this](const rtp::rtcp::sender_report& sr) {
+                                            reception_.on_sender_report(sr, std::chrono::steady_clock::now());
+                                            if (sync_) sync_->on_sender_report(sr);
+                                        }},
                                         counts);
+    }
+
+    void arm_report() {
+        report_timer_.expires_after(cfg_.report_interval);
+        report_timer_.async_wait([this](std::error_code ec) {
+            if (ec || !running_) return;
+            send_report();
+            arm_report();
+        });
+    }
+
+    /// A receiver report to the relay: loss before repair on this leg, jitter, LSR/DLSR.
+    void send_report() {
+        if (!live_) return;
+        std::array<rtp::rtcp::report_block, 2> blocks;
+        const std::size_t n = reception_.report_blocks(std::chrono::steady_clock::now(), blocks);
+        if (n == 0) return;
+        for (std::size_t i = 0; i < n; ++i)
+            if (blocks[i].ssrc == desc_.video_ssrc) loss_.on_report(blocks[i].fraction_lost);
+        rtp::rtcp::receiver_report rr;
+        rr.ssrc = ssrc_;
+        rr.blocks = std::span(blocks.data(), n);
+        std::array<std::uint8_t, 128> buf;
+        if (const std::size_t len = rtp::rtcp::write_receiver_report(rr, buf))
+            transport_.send_to(asio::buffer(buf.data(), len), cfg_.relay);
     }
 
     void arm_nack() {
@@ -520,18 +631,20 @@ private:
         });
     }
 
-    /// Requests the video holes that are due, and a keyframe when some were given up.
+    /// Requests the holes that are due, and a keyframe when video ones were given up.
     void send_nacks() {
-        if (!live_ || !desc_.video_ssrc || !desc_.video_rtx_ssrc) return;
-        lost_.clear();
-        nack_.collect(std::chrono::steady_clock::now(), nack_.rtt_estimate(), lost_);
-        for (std::size_t done = 0; done < lost_.size();) {
-            const std::size_t chunk = std::min<std::size_t>(lost_.size() - done, 250);
-            std::array<std::uint8_t, 1200> buf;
-            const std::size_t n = rtp::rtcp::write_nack(ssrc_, desc_.video_ssrc, std::span(lost_).subspan(done, chunk), buf);
-            if (n) transport_.send_to(asio::buffer(buf.data(), n), cfg_.relay);
-            done += chunk;
+        if (!live_) return;
+        const auto t = std::chrono::steady_clock::now();
+        if (desc_.audio_ssrc && desc_.audio_rtx_ssrc) {
+            request(anack_, desc_.audio_ssrc, t);
+            (void)anack_.take_keyframe_request();
+            const auto& as = anack_.stats();
+            std::lock_guard lock(mu_);
+            stats_.audio_packets_missing = as.missing;
+            stats_.audio_nack_requests = as.requests;
         }
+        if (!desc_.video_ssrc || !desc_.video_rtx_ssrc) return;
+        request(nack_, desc_.video_ssrc, t);
         if (nack_.take_keyframe_request()) request_keyframe();
         const auto& ns = nack_.stats();
         std::lock_guard lock(mu_);
@@ -540,6 +653,18 @@ private:
         stats_.video_packets_lost = ns.given_up;
         stats_.nack_requests = ns.requests;
         stats_.rtt_ms = std::chrono::duration<double, std::milli>(nack_.rtt_estimate()).count();
+    }
+
+    void request(qos::nack_generator& holes, std::uint32_t media_ssrc, std::chrono::steady_clock::time_point t) {
+        lost_.clear();
+        holes.collect(t, holes.rtt_estimate(), lost_);
+        for (std::size_t done = 0; done < lost_.size();) {
+            const std::size_t chunk = std::min<std::size_t>(lost_.size() - done, 250);
+            std::array<std::uint8_t, 1200> buf;
+            const std::size_t n = rtp::rtcp::write_nack(ssrc_, media_ssrc, std::span(lost_).subspan(done, chunk), buf);
+            for (int c = 0; n && c < loss_.repair_copies(); ++c) transport_.send_to(asio::buffer(buf.data(), n), cfg_.relay);
+            done += chunk;
+        }
     }
 
     void on_session(rtp::bytes_view d) {
@@ -556,6 +681,19 @@ private:
         vdepack_ = typename video_codec::payload_format::depacketizer(video_limits());
         adepack_ = {};
         nack_.reset();
+        anack_.reset();
+        reception_ = {};
+        loss_.reset();
+        if (desc_.video_ssrc) reception_.add_stream(desc_.video_ssrc, video_codec::clock_rate);
+        if (desc_.audio_ssrc) reception_.add_stream(desc_.audio_ssrc, audio_codec::clock_rate);
+        fec_.reset();
+        recovered_count_ = 0;
+        if (desc_.video_ssrc && desc_.video_fec_ssrc) {
+            qos::flexfec_decoder::config fc;
+            fc.media_ssrc = desc_.video_ssrc;
+            fc.fec_ssrc = desc_.video_fec_ssrc;
+            fec_ = std::make_unique<qos::flexfec_decoder>(fc);
+        }
         start_search_ = 0;
         video_started_ = false;
         video_format_ = rtp::video_format_of(desc_.video_codec);
@@ -672,6 +810,7 @@ private:
     config cfg_;
     steady_timer_for<typename Transport::executor_type> hello_timer_;
     steady_timer_for<typename Transport::executor_type> nack_timer_;
+    steady_timer_for<typename Transport::executor_type> report_timer_;
     steady_timer_for<typename Transport::executor_type> video_timer_;
     steady_timer_for<typename Transport::executor_type> audio_timer_;
     std::uint32_t ssrc_;
@@ -682,6 +821,16 @@ private:
     transport::endpoint rx_from_;
     std::optional<std::chrono::steady_clock::time_point> last_pli_;
     qos::nack_generator nack_;
+    qos::nack_generator anack_;
+    qos::receive_statistics reception_; ///< originals only: loss before repair, for the receiver reports
+    qos::loss_estimate loss_;           ///< this leg's video loss: NACKs go twice when it is high
+    std::unique_ptr<qos::flexfec_decoder> fec_;
+    struct recovered_packet {
+        std::array<std::uint8_t, max_datagram_size> bytes;
+        std::size_t size = 0;
+    };
+    std::array<recovered_packet, 40> recovered_{}; // rebuilt by one FEC call (at most one per repair packet held + 1)
+    std::size_t recovered_count_ = 0;
     std::vector<std::uint16_t> lost_;
     std::array<std::uint8_t, max_datagram_size> restored_{};
     bool running_ = false;

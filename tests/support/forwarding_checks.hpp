@@ -24,7 +24,24 @@ void check_forwarding(Env& env) {
     CHECK(r.host.audio_frames_encoded == r.audio_pushed);
     CHECK(r.host.published);
 
-    const auto host_rtp = rtp_only(r.host_log.sent);
+    // FlexFEC is per leg (the relay decodes the host's and sends its own): media is compared
+    // without it.
+    const std::uint32_t fec_ssrc = r.description.video_fec_ssrc;
+    REQUIRE(fec_ssrc != 0);
+    auto split = [fec_ssrc](const std::vector<std::vector<std::uint8_t>>& all, std::size_t& fec) {
+        std::vector<std::vector<std::uint8_t>> media;
+        fec = 0;
+        for (const auto& d : all) {
+            if (d.size() >= 12 && onair::rtp::load_be32(d.data() + 8) == fec_ssrc) ++fec;
+            else media.push_back(d);
+        }
+        return media;
+    };
+    std::size_t host_fec = 0;
+    const auto host_rtp = split(rtp_only(r.host_log.sent), host_fec);
+    // With no loss reported, only key frames are protected.
+    CHECK(host_fec == r.host.fec_packets);
+    CHECK(host_fec > 0);
     std::unordered_set<std::string> sent_set;
     for (const auto& d : host_rtp) sent_set.emplace(d.begin(), d.end());
     REQUIRE(host_rtp.size() > 150);
@@ -60,8 +77,11 @@ void check_forwarding(Env& env) {
               view.audio_capture_times.end());
         // The relay forwarded the host's datagrams byte for byte: each one the viewer got is
         // one the host sent, and it got all of them.
-        const auto got = rtp_only(r.viewer_logs[i]->received);
+        std::size_t viewer_fec = 0;
+        const auto got = split(rtp_only(r.viewer_logs[i]->received), viewer_fec);
         CHECK(got.size() == host_rtp.size());
+        CHECK(viewer_fec > 0); // the relay protects the key frames it forwards
+        CHECK(st.fec_packets == viewer_fec);
         std::size_t unchanged = 0;
         for (const auto& d : got) unchanged += sent_set.count(std::string(d.begin(), d.end()));
         CHECK(unchanged == got.size());

@@ -59,6 +59,7 @@ struct scenario_result {
     std::uint64_t frames_pushed = 0;
     std::uint64_t audio_pushed = 0;
     onair::relay::relay_stats relay;
+    onair::rtp::stream_description description; ///< as the host announced it
 };
 
 /// Transport environments: each makes the arguments a tap<...> transport is built from.
@@ -231,6 +232,7 @@ scenario_result run_forwarding(Env& env, int width, int height, int fps, int kbp
     stopped.get_future().wait();
     net.join();
     r.host = host->stats();
+    r.description = host->description();
     for (auto& viewer : vs) r.viewers.push_back(viewer->stats());
     return r;
 }

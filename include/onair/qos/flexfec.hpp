@@ -125,17 +125,50 @@ inline fec_protection protection_for_loss(double loss_fraction) noexcept {
     return p;
 }
 
+/// Smooths the loss a receiver reports (RTCP fraction lost, before recovery) for choosing
+/// protection: it follows a rise within one or two reports and a fall over several, so one
+/// quiet second does not strip protection from a lossy path.
+class loss_estimate {
+public:
+    /// From this loss on, a repair (a NACK, a retransmission) is sent twice: one round trip
+    /// then fails with about p^2 instead of p, and a round trip is what a repair costs.
+    static constexpr double duplicate_repairs_from = 0.10;
+    /// How many copies of each repair packet to send on a path with this loss.
+    int repair_copies() const noexcept { return seen_ && value_ >= duplicate_repairs_from ? 2 : 1; }
+
+    /// One report's fraction lost (0..255, 1/256 units). Returns the new estimate (0..1).
+    double on_report(std::uint8_t fraction_lost) noexcept {
+        const double sample = fraction_lost / 256.0;
+        if (!seen_) value_ = sample;
+        else value_ += (sample > value_ ? 0.6 : 0.2) * (sample - value_);
+        seen_ = true;
+        return value_;
+    }
+    double value() const noexcept { return value_; }
+    bool seen() const noexcept { return seen_; }
+    void reset() noexcept { *this = {}; }
+
+private:
+    double value_ = 0;
+    bool seen_ = false;
+};
+
 struct flexfec_encoder_stats {
     std::uint64_t media_packets = 0; ///< seen (protected unless protection is off)
     std::uint64_t fec_packets = 0;
     std::uint64_t fec_bytes = 0;
     std::uint64_t skipped = 0; ///< not RTP, another SSRC, or longer than detail::fec_max_media
+    std::uint64_t late = 0;    ///< older than packets already protected, and not in the open group: left out
 };
 
 /// Builds FlexFEC repair packets for one media SSRC.
 ///
 /// Call add() with every media datagram of the protected stream, in sending order, after
-/// handing it to the pacer: repair packets it emits protect packets already sent. Nothing
+/// handing it to the pacer: repair packets it emits protect packets already sent. Sending
+/// order may differ from sequence order (a relay forwards in arrival order): in flexible
+/// mode a packet still joins the open group if its place there is free; otherwise a packet
+/// older than one already protected is left out (counted as late), never closing the
+/// group, and is left to retransmission. Nothing
 /// waits on a timer: a group closes when full, at a frame end (see fec_params::max_frames),
 /// on a key/delta change, or at flush().
 ///
@@ -189,6 +222,10 @@ public:
             close(emit); // a hole in a fixed-layout group would be "recovered" as garbage
             return errc::oversized;
         }
+        if (any_ && static_cast<std::int16_t>(p.sequence - edge_) < 0 && !(open_ && keyframe == key_ && fits(p.sequence))) {
+            ++stats_.late;
+            return {};
+        }
         ++stats_.media_packets;
         if (open_ && (keyframe != key_ || !fits(p.sequence))) close(emit);
         if (!open_) start(p.sequence, keyframe);
@@ -197,6 +234,8 @@ public:
             return {};
         }
         const auto index = static_cast<std::size_t>(static_cast<std::uint16_t>(p.sequence - base_));
+        if (!any_ || static_cast<std::int16_t>(p.sequence - edge_) >= 0) edge_ = static_cast<std::uint16_t>(p.sequence + 1);
+        any_ = true;
         place(media, index, emit);
         if (p.marker && open_ && cur_.max_frames) {
             ++frames_;
@@ -237,11 +276,11 @@ private:
         default: return std::size_t{cur_.group_size} * cur_.rows;
         }
     }
-    /// Whether `seq` belongs to the open group: flexible groups take any later packet of
-    /// the group's span; fixed layouts need the next sequence number.
+    /// Whether `seq` belongs to the open group: flexible groups take any packet of the
+    /// group's span not placed yet; fixed layouts need the next sequence number.
     bool fits(std::uint16_t seq) const noexcept {
         const auto index = static_cast<std::uint16_t>(seq - base_);
-        if (cur_.scheme == fec_scheme::flexible) return index >= next_ && index < block_size();
+        if (cur_.scheme == fec_scheme::flexible) return index < block_size() && !((placed_ >> index) & 1u);
         return index == next_;
     }
     void start(std::uint16_t seq, bool keyframe) {
@@ -249,6 +288,7 @@ private:
         key_ = keyframe;
         base_ = seq;
         next_ = 0;
+        placed_ = 0;
         packets_ = 0;
         frames_ = 0;
         open_ = true;
@@ -265,7 +305,8 @@ private:
     template <class Emit>
     void place(rtp::bytes_view media, std::size_t index, Emit& emit) {
         ++packets_;
-        next_ = static_cast<std::uint16_t>(index + 1);
+        next_ = std::max(next_, static_cast<std::uint16_t>(index + 1));
+        if (index < 64) placed_ |= std::uint64_t{1} << index;
         switch (cur_.scheme) {
         case fec_scheme::flexible: acc_[index % cur_.fec_packets]->add(media, index); break;
         case fec_scheme::row: acc_[0]->add(media, index); break;
@@ -288,7 +329,7 @@ private:
             break;
         }
         }
-        if (packets_ == block_size() || next_ == block_size()) close(emit);
+        if (packets_ == block_size() || (cur_.scheme != fec_scheme::flexible && next_ == block_size())) close(emit);
     }
     template <class Emit>
     void close(Emit& emit) {
@@ -348,7 +389,10 @@ private:
     bool open_ = false;
     bool key_ = false;
     std::uint16_t base_ = 0;
-    std::uint16_t next_ = 0; ///< index after the last packet placed
+    std::uint16_t next_ = 0; ///< index after the newest packet placed
+    std::uint64_t placed_ = 0; ///< flexible groups (k <= 48): bit i set when index i is placed
+    std::uint16_t edge_ = 0;   ///< sequence number after the newest packet protected
+    bool any_ = false;
     std::size_t packets_ = 0;
     std::size_t frames_ = 0;
     flexfec_encoder_stats stats_;

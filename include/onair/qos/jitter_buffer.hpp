@@ -21,7 +21,9 @@
 // Time stretching works on whole 20 ms frames (no PCM time-scale modification):
 // - accelerate: when the current delay stays above target + one frame for stretch_hold
 //   (400 ms), one frame is skipped (its successor is decoded instead), at most one per
-//   stretch_hold: the delay shrinks by at most 50 ms/s.
+//   stretch_hold: the delay shrinks by at most 50 ms/s. Lost frames are free to skip: when
+//   the frame due is missing while playout is a frame or more behind the target, its time
+//   is left out (up to the excess) instead of concealed.
 // - expand: when it stays below target - one frame for stretch_hold, one PLC frame is
 //   inserted. An underrun (nothing to play) also plays PLC without advancing, so a late
 //   packet is decoded when it comes and the delay grows by the wait.
@@ -132,8 +134,11 @@ public:
     }
 
     /// Adds one Opus packet. Copies the payload into storage kept between packets.
+    /// `repaired`: it came by retransmission, a round trip after its loss. Its delay still
+    /// goes into the histogram (it is when that frame became available), but it does not
+    /// raise the peak at once: one repair is no reason to play everything a round trip late.
     insert_result insert(std::span<const std::uint8_t> payload, std::uint32_t rtp_timestamp, std::uint16_t sequence,
-                         time_point arrival, timestamp capture_time = {}) {
+                         time_point arrival, timestamp capture_time = {}, bool repaired = false) {
         const std::int64_t now = us(arrival);
         std::int64_t ts = ts_unwrap_.unwrap(rtp_timestamp);
         if (const std::int64_t* anchor = anchor_ts()) {
@@ -151,7 +156,7 @@ public:
                 ++stats_.duplicates;
                 return insert_result::duplicate;
             }
-            observe(now, ts);
+            observe(now, ts, repaired);
             ++stats_.late;
             return insert_result::late;
         }
@@ -161,7 +166,7 @@ public:
             ++stats_.duplicates;
             return insert_result::duplicate;
         }
-        observe(now, ts);
+        observe(now, ts, repaired);
         if (free_.empty()) {
             ++stats_.overflow;
             if (pos == order_.begin()) return insert_result::overflow; // older than all held
@@ -257,11 +262,11 @@ private:
     }
 
     /// Records a packet's relative delay and moves the peak when it exceeds the target.
-    void observe(std::int64_t now, std::int64_t ts) {
+    void observe(std::int64_t now, std::int64_t ts, bool repaired) {
         const std::int64_t rel = ref_.update(now, media_us(ts));
         hist_.add(rel);
         q_ = hist_.quantile(cfg_.quantile);
-        if (rel > base_target(now)) {
+        if (!repaired && rel > base_target(now)) {
             peak_ = rel;
             peak_until_ = now + cfg_.peak_hold.count();
         }
@@ -389,6 +394,19 @@ private:
             ++expand_run_;
             above_since_ = below_since_ = -1;
             return conceal(true);
+        }
+        if (expand_run_ == 0) {
+            // Playing later than the target and frames are missing: their time is left out
+            // (a free acceleration) instead of concealed; playout joins the next frame held.
+            const std::int64_t excess = (delay_of(now, next_ts_) - target_) / frame_us_;
+            if (excess >= 1) {
+                const std::int64_t skip = std::min(gap, excess);
+                advance(skip, false);
+                stats_.accelerated += static_cast<std::uint64_t>(skip);
+                above_since_ = -1;
+                if (skip == gap) return decode_head(now, out);
+                return play(now, out);
+            }
         }
         std::int64_t missing = gap;
         if (expand_run_ > 0) { // PLC already played in place of missing frames

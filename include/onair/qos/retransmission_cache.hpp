@@ -54,6 +54,12 @@ public:
         return s.packet && s.seq == seq;
     }
 
+    /// The packet with `seq` when held (no resend bookkeeping), else nullptr.
+    const packet_ref* find(std::uint16_t seq) const noexcept {
+        const slot& s = slots_[seq % slots_.size()];
+        return s.packet && s.seq == seq ? &s.packet : nullptr;
+    }
+
     /// The packet with `seq` for a retransmission, or an empty ref when it is not held or was
     /// resent less than `min_resend_interval` ago (a burst of NACKs for one loss sends it once).
     packet_ref take_for_resend(std::uint16_t seq, clock::time_point now,

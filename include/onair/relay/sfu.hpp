@@ -5,10 +5,20 @@
 // socket they will use; the sfu answers to that address. A subscriber receives video only
 // from a keyframe on, and the sfu asks the publisher for one (PLI) while any subscriber
 // waits, at most once per stream per 300 ms whatever the number of subscribers.
+//
+// Each leg is its own RTP session for repair: the sfu answers subscribers' NACKs (video and
+// audio) from its caches, asks the publisher for what the publisher leg lost, rebuilds
+// video packets from the publisher's FlexFEC packets, and protects what it forwards with
+// FlexFEC packets of its own (one encoder per stream, on the same FEC SSRC), at the level
+// the subscribers' receiver reports call for. It sends the publisher receiver reports, so
+// the publisher's FEC follows the publisher leg's loss.
 #pragma once
 
 #include "onair/relay/concepts.hpp"
+#include "onair/qos/flexfec.hpp"
 #include "onair/qos/nack_generator.hpp"
+#include "onair/qos/receive_statistics.hpp"
+#include "onair/qos/red.hpp"
 #include "onair/qos/retransmission_cache.hpp"
 #include "onair/qos/rtx.hpp"
 #include "onair/rtp/keyframe.hpp"
@@ -19,7 +29,9 @@
 #include <array>
 #include <span>
 #include <chrono>
+#include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -34,6 +46,11 @@ struct sfu_config {
     /// Plain-RTP targets (add_forward) cannot ask for keyframes, so a stream that has them
     /// gets a keyframe at least this often: a receiver started late decodes within it.
     std::chrono::milliseconds forward_keyframe_interval{2'000};
+    /// How long the FEC encoder waits for a hole in the publisher leg's sequence before it
+    /// goes on without that packet (a reordered packet usually fills it sooner).
+    std::chrono::milliseconds fec_reorder_wait{20};
+    /// How often each publisher gets a receiver report (its FEC follows the loss in it).
+    std::chrono::milliseconds report_interval{1000};
     /// Called (on the node's thread) when a stream goes live or its description changes.
     std::function<void(const rtp::stream_description&)> on_stream_live;
 };
@@ -51,7 +68,9 @@ public:
         bool fixed = false;           ///< a --forward target: never times out, sends no hellos
         bool waiting_keyframe = true; ///< video held back until a keyframe starts
         clock::time_point last_seen{};
-        std::uint16_t rtx_sequence = 0; ///< this leg's RFC 4588 sequence numbers
+        std::uint16_t rtx_sequence = 0; ///< this leg's RFC 4588 sequence numbers (video)
+        std::uint16_t audio_rtx_sequence = 0;
+        qos::loss_estimate loss;        ///< video loss this subscriber reports (smoothed)
     };
 
     struct stream {
@@ -68,8 +87,24 @@ public:
         qos::retransmission_cache video_cache;
         /// Holes in the host -> relay leg, requested from the host.
         qos::nack_generator upstream;
+        qos::retransmission_cache audio_cache;
+        qos::nack_generator audio_upstream;
+        /// Reception on the publisher leg (originals only: loss before repair), reported
+        /// to the publisher.
+        qos::receive_statistics reception;
+        clock::time_point last_report{};
+        qos::loss_estimate upstream_loss; ///< of the publisher leg's video (as reported to the publisher)
+        /// FlexFEC of the publisher leg (rebuilds what it lost) and of the subscriber legs
+        /// (protects what the sfu forwards); made when the stream announces a FEC SSRC.
+        std::unique_ptr<qos::flexfec_decoder> fec_in;
+        std::unique_ptr<qos::flexfec_encoder> fec_out;
+        std::uint32_t key_timestamp = 0;   ///< RTP timestamp of the last key frame
+        bool fec_started = false;
+        std::uint16_t fec_next = 0;        ///< next sequence number for fec_out
+        std::uint16_t fec_high = 0;        ///< newest forwarded
+        clock::time_point fec_blocked{};   ///< since when fec_next is awaited (zero: not waiting)
 
-        stream() : video_cache(1024) {}
+        stream() : video_cache(1024), audio_cache(256) {}
     };
 
     sfu() = default;
@@ -79,7 +114,7 @@ public:
     void add_forward(const std::string& name, const endpoint& video_to, const endpoint& audio_to) {
         auto& s = streams_[name];
         s.desc.name = name;
-        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0});
+        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0, 0, {}});
     }
 
     template <class Ctx>
@@ -111,15 +146,25 @@ public:
         }
         ++s.packets_in;
         s.last_seen = ctx.now();
-        if (p.ssrc == s.desc.video_rtx_ssrc) return on_upstream_rtx(ctx, s, p);
-        if (p.ssrc == s.desc.video_ssrc) {
-            if (!s.video_cache.store(p.sequence, pkt, s.last_seen)) {
-                ++stats_.duplicates;
-                return;
-            }
-            s.upstream.on_packet(p.sequence, s.last_seen);
+        if (p.ssrc == s.desc.video_rtx_ssrc) return on_upstream_rtx(ctx, s, p, true);
+        if (p.ssrc == s.desc.audio_rtx_ssrc) return on_upstream_rtx(ctx, s, p, false);
+        if (p.ssrc == s.desc.video_fec_ssrc) return on_upstream_fec(ctx, s, p);
+        const bool video = p.ssrc == s.desc.video_ssrc;
+        // Every original counts for the publisher's receiver report, also one that FEC or
+        // RED had already rebuilt here (it was not lost, only late).
+        s.reception.on_packet(p, s.last_seen);
+        if (!(video ? s.video_cache : s.audio_cache).store(p.sequence, pkt, s.last_seen)) {
+            ++stats_.duplicates;
+            return;
+        }
+        (video ? s.upstream : s.audio_upstream).on_packet(p.sequence, s.last_seen);
+        if (video && s.fec_in) {
+            s.fec_in->add_media(p.whole, [&](rtp::bytes_view r) { hold_recovered(ctx, r); });
+            forward(ctx, s, p);
+            return forward_recovered(ctx, s);
         }
         forward(ctx, s, p);
+        if (!video && s.desc.audio_red_pt && p.payload_type == s.desc.audio_red_pt) rebuild_from_red(ctx, s, p);
     }
 
     template <class Ctx>
@@ -136,6 +181,10 @@ public:
                     if (it == by_ssrc_.end() || it->second->publisher != from) return;
                     reported = it->second;
                     video_report = sr.ssrc == reported->desc.video_ssrc;
+                    reported->reception.on_sender_report(sr, ctx.now());
+                },
+                [&](const rtp::rtcp::receiver_report& rr) {
+                    for (const auto& b : rr.blocks) on_subscriber_report(b, from);
                 },
             },
             rtcp_counts_);
@@ -165,7 +214,10 @@ public:
                                  std::any_of(s.subscribers.begin(), s.subscribers.end(),
                                              [](const subscriber& sub) { return sub.fixed; });
             if (someone_waits || refresh) request_keyframe(ctx, s, now);
-            if (s.live && s.desc.video_rtx_ssrc) request_upstream(ctx, s, now);
+            if (s.live && s.desc.video_rtx_ssrc) request_upstream(ctx, s, s.upstream, s.desc.video_ssrc, now);
+            if (s.live && s.desc.audio_rtx_ssrc) request_upstream(ctx, s, s.audio_upstream, s.desc.audio_ssrc, now);
+            if (s.live && now - s.last_report >= cfg_.report_interval) report_upstream(ctx, s, now);
+            if (s.live) feed_fec(ctx, s, now);
         }
         std::erase_if(streams_, [](const auto& kv) { return !kv.second.live && kv.second.subscribers.empty(); });
     }
@@ -198,9 +250,7 @@ private:
             return reply(ctx, from, rtp::session_status::refused, name_only);
         }
         const auto& d = m.stream;
-        const bool distinct = d.video_ssrc != d.audio_ssrc &&
-                              (d.video_rtx_ssrc == 0 || (d.video_rtx_ssrc != d.video_ssrc && d.video_rtx_ssrc != d.audio_ssrc));
-        if (!distinct || claimed_by_other(m.stream, s)) {
+        if (!distinct_ssrcs(d) || claimed_by_other(m.stream, s)) {
             ++stats_.refused_sessions;
             return reply(ctx, from, rtp::session_status::invalid, m.stream);
         }
@@ -211,11 +261,17 @@ private:
             s.format = rtp::video_format_of(s.desc.video_codec);
             s.publisher = from;
             s.live = true;
-            if (s.desc.video_ssrc) by_ssrc_[s.desc.video_ssrc] = &s;
-            if (s.desc.audio_ssrc) by_ssrc_[s.desc.audio_ssrc] = &s;
-            if (s.desc.video_rtx_ssrc) by_ssrc_[s.desc.video_rtx_ssrc] = &s;
+            for (std::uint32_t ssrc : ssrcs_of(s.desc))
+                if (ssrc) by_ssrc_[ssrc] = &s;
             s.video_cache.clear();
+            s.audio_cache.clear();
             s.upstream.reset();
+            s.audio_upstream.reset();
+            s.reception = {};
+            s.upstream_loss.reset();
+            if (s.desc.video_ssrc) s.reception.add_stream(s.desc.video_ssrc, 90'000);
+            if (s.desc.audio_ssrc) s.reception.add_stream(s.desc.audio_ssrc, 48'000);
+            setup_fec(s);
             for (auto& sub : s.subscribers) {
                 sub.waiting_keyframe = true;
                 if (!sub.fixed) reply(ctx, sub.video_to, rtp::session_status::ok, s.desc);
@@ -233,7 +289,7 @@ private:
         auto it = std::find_if(s.subscribers.begin(), s.subscribers.end(),
                                [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; });
         if (it == s.subscribers.end()) {
-            s.subscribers.push_back(subscriber{from, from, false, true, now, 0});
+            s.subscribers.push_back(subscriber{from, from, false, true, now, 0, 0, {}});
             if (s.live) request_keyframe(ctx, s, now);
         } else {
             it->last_seen = now;
@@ -256,7 +312,10 @@ private:
         const media_kind kind = video ? media_kind::video : media_kind::audio;
         ctx.deliver(s.desc, kind, p);
         const bool key_start = video && rtp::starts_keyframe(s.format, p.payload);
-        if (key_start) s.last_keyframe = s.last_seen;
+        if (key_start) {
+            s.last_keyframe = s.last_seen;
+            s.key_timestamp = p.timestamp;
+        }
         for (auto& sub : s.subscribers) {
             if (video) {
                 if (sub.waiting_keyframe) {
@@ -270,15 +329,153 @@ private:
             ++stats_.rtp_forwarded;
             stats_.bytes_forwarded += p.whole.size();
         }
+        if (video && s.fec_out) protect(ctx, s, p.sequence);
+    }
+
+    /// Protects forwarded video with the stream's FlexFEC encoder in sequence order: the
+    /// publisher leg reorders packets, and a group built in arrival order would leave out
+    /// every packet that overtook another. Packets are taken from the cache as soon as the
+    /// next one is there; a hole is waited for at most fec_reorder_wait (then left to NACK),
+    /// and a packet behind the encoder (a late repair of the publisher leg) too. Media is
+    /// never held back: only the repair packets wait. They go to every subscriber receiving
+    /// video.
+    template <class Ctx>
+    void protect(Ctx& ctx, stream& s, std::uint16_t seq) {
+        if (!s.fec_started) {
+            s.fec_started = true;
+            s.fec_next = s.fec_high = seq;
+        }
+        if (static_cast<std::int16_t>(seq - s.fec_next) < 0) return; // behind: NACK repairs it
+        if (static_cast<std::int16_t>(seq - s.fec_high) > 0) s.fec_high = seq;
+        feed_fec(ctx, s, ctx.now());
+    }
+    template <class Ctx>
+    void feed_fec(Ctx& ctx, stream& s, clock::time_point now) {
+        if (!s.fec_out || !s.fec_started) return;
+        while (static_cast<std::int16_t>(s.fec_high - s.fec_next) >= 0) {
+            const packet_ref* pkt = s.video_cache.find(s.fec_next);
+            if (!pkt) {
+                if (s.fec_blocked == clock::time_point{}) s.fec_blocked = now;
+                if (now - s.fec_blocked < cfg_.fec_reorder_wait) return;
+                ++s.fec_next; // lost on the publisher leg, or very late
+                s.fec_blocked = now;
+                continue;
+            }
+            s.fec_blocked = {};
+            ++s.fec_next;
+            rtp::packet_view p;
+            if (rtp::parse(pkt->bytes(), p)) continue;
+            (void)s.fec_out->add(p.whole, p.timestamp == s.key_timestamp, [&](rtp::bytes_view repair) {
+                for (auto& sub : s.subscribers) {
+                    if (sub.fixed || sub.waiting_keyframe) continue;
+                    ctx.send(sub.video_to, repair);
+                    ++stats_.fec_sent;
+                    stats_.fec_bytes += repair.size();
+                }
+            });
+        }
+        s.fec_blocked = {};
+    }
+
+    /// A FlexFEC packet from the publisher: may rebuild video packets the publisher leg
+    /// lost, which then go on like late originals.
+    template <class Ctx>
+    void on_upstream_fec(Ctx& ctx, stream& s, const rtp::packet_view& p) {
+        if (!s.fec_in) return;
+        const auto before = s.fec_in->stats().malformed;
+        s.fec_in->add_fec(p.whole, [&](rtp::bytes_view r) { hold_recovered(ctx, r); });
+        if (s.fec_in->stats().malformed != before) ++stats_.malformed_fec;
+        forward_recovered(ctx, s);
+    }
+
+    /// The decoder hands out packets inside its own calls: they are copied aside and
+    /// forwarded once it returns.
+    template <class Ctx>
+    void hold_recovered(Ctx& ctx, rtp::bytes_view r) {
+        if (recovered_count_ == recovered_.size()) return; // bounded by the repair packets held
+        packet_ref pkt = ctx.acquire();
+        if (r.size() > pkt.capacity().size()) return;
+        std::memcpy(pkt.capacity().data(), r.data(), r.size());
+        pkt.resize(r.size());
+        recovered_[recovered_count_++] = std::move(pkt);
+    }
+    template <class Ctx>
+    void forward_recovered(Ctx& ctx, stream& s) {
+        for (std::size_t i = 0; i < recovered_count_; ++i) {
+            packet_ref pkt = std::move(recovered_[i]);
+            rtp::packet_view p;
+            if (rtp::parse(pkt.bytes(), p) || p.ssrc != s.desc.video_ssrc) continue;
+            if (!s.video_cache.store(p.sequence, pkt, s.last_seen)) continue; // already here
+            ++stats_.fec_recovered;
+            s.upstream.on_packet(p.sequence, s.last_seen);
+            forward(ctx, s, p);
+        }
+        recovered_count_ = 0;
+    }
+
+    void setup_fec(stream& s) {
+        s.fec_out.reset();
+        s.fec_in.reset();
+        s.fec_started = false;
+        s.fec_blocked = {};
+        if (!s.desc.video_fec_ssrc || !s.desc.video_ssrc) return;
+        qos::flexfec_decoder::config dc;
+        dc.media_ssrc = s.desc.video_ssrc;
+        dc.fec_ssrc = s.desc.video_fec_ssrc;
+        s.fec_in = std::make_unique<qos::flexfec_decoder>(dc);
+        qos::flexfec_encoder::config ec;
+        ec.media_ssrc = s.desc.video_ssrc;
+        ec.fec_ssrc = s.desc.video_fec_ssrc;
+        ec.payload_type = s.desc.video_fec_pt;
+        ec.first_sequence = fec_sequence_seed_ = static_cast<std::uint16_t>(fec_sequence_seed_ * 75 + 74);
+        ec.protection = qos::protection_for_loss(0);
+        s.fec_out = std::make_unique<qos::flexfec_encoder>(ec);
+    }
+
+    /// A subscriber's report block on a stream's video: the stream's protection follows
+    /// the most lossy subscriber.
+    void on_subscriber_report(const rtp::rtcp::report_block& b, const endpoint& from) {
+        auto it = by_ssrc_.find(b.ssrc);
+        if (it == by_ssrc_.end() || b.ssrc != it->second->desc.video_ssrc) return;
+        stream& s = *it->second;
+        auto sub = std::find_if(s.subscribers.begin(), s.subscribers.end(),
+                                [&](const subscriber& x) { return !x.fixed && x.video_to == from; });
+        if (sub == s.subscribers.end()) return;
+        sub->loss.on_report(b.fraction_lost);
+        if (!s.fec_out) return;
+        double worst = 0;
+        for (const auto& x : s.subscribers) worst = std::max(worst, x.loss.value());
+        const auto p = qos::protection_for_loss(worst);
+        if (p != s.fec_out->protection()) s.fec_out->set_protection(p);
+    }
+
+    /// A receiver report on the publisher leg: loss before repair, jitter, LSR/DLSR.
+    template <class Ctx>
+    void report_upstream(Ctx& ctx, stream& s, clock::time_point now) {
+        s.last_report = now;
+        std::array<rtp::rtcp::report_block, 2> blocks;
+        const std::size_t n = s.reception.report_blocks(now, blocks);
+        if (n == 0) return;
+        for (std::size_t i = 0; i < n; ++i)
+            if (blocks[i].ssrc == s.desc.video_ssrc) s.upstream_loss.on_report(blocks[i].fraction_lost);
+        rtp::rtcp::receiver_report rr;
+        rr.ssrc = relay_ssrc;
+        rr.blocks = std::span(blocks.data(), n);
+        std::array<std::uint8_t, 128> buf;
+        if (const std::size_t len = rtp::rtcp::write_receiver_report(rr, buf)) {
+            ctx.send(s.publisher, rtp::bytes_view(buf.data(), len));
+            ++stats_.receiver_reports;
+        }
     }
 
     /// A retransmission from the host for a hole in the host -> relay leg: restored to the
     /// original packet, cached, and forwarded like any media packet (late).
     template <class Ctx>
-    void on_upstream_rtx(Ctx& ctx, stream& s, const rtp::packet_view& rtx) {
+    void on_upstream_rtx(Ctx& ctx, stream& s, const rtp::packet_view& rtx, bool video) {
         packet_ref restored = ctx.acquire();
         std::size_t n = 0;
-        if (qos::restore_rtx(rtx, s.desc.video_ssrc, s.desc.video_pt, restored.capacity(), n)) {
+        if (qos::restore_rtx(rtx, video ? s.desc.video_ssrc : s.desc.audio_ssrc, video ? s.desc.video_pt : audio_original_pt(s.desc),
+                             restored.capacity(), n)) {
             ++stats_.malformed_rtx;
             return;
         }
@@ -290,17 +487,73 @@ private:
         }
         // Only holes the relay is waiting for are filled: a retransmission of anything else
         // (never sent, long gone, or already here) must not displace cached packets.
-        if (!s.upstream.is_missing(p.sequence)) {
+        auto& holes = video ? s.upstream : s.audio_upstream;
+        if ((video ? s.video_cache : s.audio_cache).contains(p.sequence)) {
+            ++stats_.duplicates; // a second copy, or the hole was filled meanwhile (FEC, RED, reordering)
+            return;
+        }
+        if (!holes.is_missing(p.sequence)) {
             ++stats_.unsolicited_rtx;
             return;
         }
-        if (!s.video_cache.store(p.sequence, restored, s.last_seen)) {
+        if (!(video ? s.video_cache : s.audio_cache).store(p.sequence, restored, s.last_seen)) {
             ++stats_.duplicates;
             return;
         }
         ++stats_.upstream_recovered;
-        s.upstream.on_packet(p.sequence, s.last_seen, true);
+        holes.on_packet(p.sequence, s.last_seen, true);
+        if (video && s.fec_in) {
+            s.fec_in->add_media(p.whole, [&](rtp::bytes_view r) { hold_recovered(ctx, r); });
+            forward(ctx, s, p);
+            return forward_recovered(ctx, s);
+        }
         forward(ctx, s, p);
+    }
+
+    /// The redundant blocks of a RED packet are the audio packets one and two sequence
+    /// numbers back: one the publisher leg lost is rebuilt (a RED packet with that block as
+    /// its primary, capture time moved back by the timestamp offset) and forwarded, so
+    /// subscribers see only the loss of their own leg.
+    template <class Ctx>
+    void rebuild_from_red(Ctx& ctx, stream& s, const rtp::packet_view& p) {
+        qos::red_payload red;
+        if (qos::parse_red(p.payload, p.timestamp, red) != qos::red_status::ok) {
+            ++stats_.malformed_red;
+            return;
+        }
+        const auto n = red.redundant_count;
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto& b = red.redundant_blocks[i];
+            const auto seq = static_cast<std::uint16_t>(p.sequence - (n - i));
+            if (b.payload_type != s.desc.audio_pt || b.data.empty() || !s.audio_upstream.is_missing(seq)) continue;
+            rtp::header h;
+            h.payload_type = s.desc.audio_red_pt;
+            h.sequence = seq;
+            h.timestamp = b.timestamp;
+            h.ssrc = p.ssrc;
+            if (const auto ntp = p.abs_capture_time()) {
+                const std::uint64_t back = (std::uint64_t{p.timestamp - b.timestamp} << 32) / 48'000;
+                h.abs_capture_time = *ntp - back;
+            }
+            packet_ref pkt = ctx.acquire();
+            auto buf = pkt.capacity();
+            const std::size_t hn = rtp::write_header(h, buf);
+            if (hn == 0 || buf.size() - hn < b.data.size() + 1) continue;
+            buf[hn] = b.payload_type & 0x7f; // RFC 2198: the primary block's one-byte header
+            std::memcpy(buf.data() + hn + 1, b.data.data(), b.data.size());
+            pkt.resize(hn + 1 + b.data.size());
+            rtp::packet_view rebuilt;
+            if (rtp::parse(pkt.bytes(), rebuilt)) continue;
+            if (!s.audio_cache.store(seq, pkt, s.last_seen)) continue;
+            s.audio_upstream.on_packet(seq, s.last_seen);
+            ++stats_.red_rebuilt;
+            forward(ctx, s, rebuilt);
+        }
+    }
+
+    /// Audio RTX stands for the payload type every audio packet of the stream has.
+    static std::uint8_t audio_original_pt(const rtp::stream_description& d) noexcept {
+        return d.audio_red_pt ? d.audio_red_pt : d.audio_pt;
     }
 
     /// A subscriber's NACK: answered from the cache with RFC 4588 retransmissions on that
@@ -308,46 +561,53 @@ private:
     template <class Ctx>
     void on_nack(Ctx& ctx, const rtp::rtcp::nack& nack, const endpoint& from) {
         auto it = by_ssrc_.find(nack.media_ssrc);
-        if (it == by_ssrc_.end() || nack.media_ssrc != it->second->desc.video_ssrc) return;
+        if (it == by_ssrc_.end()) return;
         stream& s = *it->second;
+        const bool video = nack.media_ssrc == s.desc.video_ssrc;
+        if (!video && nack.media_ssrc != s.desc.audio_ssrc) return;
         auto sub = std::find_if(s.subscribers.begin(), s.subscribers.end(),
                                 [&](const subscriber& x) { return !x.fixed && x.video_to == from; });
-        if (sub == s.subscribers.end() || s.desc.video_rtx_ssrc == 0) return;
+        const std::uint32_t rtx_ssrc = video ? s.desc.video_rtx_ssrc : s.desc.audio_rtx_ssrc;
+        if (sub == s.subscribers.end() || rtx_ssrc == 0) return;
+        const std::uint8_t rtx_pt = video ? s.desc.video_rtx_pt : s.desc.audio_rtx_pt;
+        auto& cache = video ? s.video_cache : s.audio_cache;
         const auto now = ctx.now();
         nack.for_each([&](std::uint16_t seq) {
             ++stats_.nack_requests;
             // No resend suppression here: each subscriber paces its own requests.
-            packet_ref original = s.video_cache.take_for_resend(seq, now, clock::duration::zero());
+            packet_ref original = cache.take_for_resend(seq, now, clock::duration::zero());
             if (!original) return;
             rtp::packet_view p;
             if (rtp::parse(original.bytes(), p)) return;
             std::array<std::uint8_t, max_datagram_size> buf;
-            const std::size_t n = qos::write_rtx(p, s.desc.video_rtx_ssrc, s.desc.video_rtx_pt, sub->rtx_sequence++, buf);
+            const std::size_t n =
+                qos::write_rtx(p, rtx_ssrc, rtx_pt, video ? sub->rtx_sequence++ : sub->audio_rtx_sequence++, buf);
             if (n == 0) return;
-            ctx.send(sub->video_to, rtp::bytes_view(buf.data(), n));
-            ++stats_.retransmissions;
-            stats_.retransmission_bytes += n;
+            const int copies = sub->loss.repair_copies();
+            for (int c = 0; c < copies; ++c) ctx.send(video ? sub->video_to : sub->audio_to, rtp::bytes_view(buf.data(), n));
+            stats_.retransmissions += static_cast<std::uint64_t>(copies);
+            stats_.retransmission_bytes += n * static_cast<std::uint64_t>(copies);
         });
     }
 
     /// Requests the holes of the host -> relay leg.
     template <class Ctx>
-    void request_upstream(Ctx& ctx, stream& s, clock::time_point now) {
+    void request_upstream(Ctx& ctx, stream& s, qos::nack_generator& holes, std::uint32_t media_ssrc, clock::time_point now) {
         lost_.clear();
-        s.upstream.collect(now, s.upstream.rtt_estimate(), lost_);
+        holes.collect(now, holes.rtt_estimate(), lost_);
         if (!lost_.empty()) {
             std::array<std::uint8_t, 1200> buf;
             std::size_t done = 0;
             while (done < lost_.size()) { // at most ~250 items per NACK packet
                 const std::size_t chunk = std::min<std::size_t>(lost_.size() - done, 250);
-                const std::size_t n = rtp::rtcp::write_nack(relay_ssrc, s.desc.video_ssrc,
+                const std::size_t n = rtp::rtcp::write_nack(relay_ssrc, media_ssrc,
                                                             std::span(lost_).subspan(done, chunk), buf);
-                if (n) ctx.send(s.publisher, rtp::bytes_view(buf.data(), n));
+                for (int c = 0; n && c < s.upstream_loss.repair_copies(); ++c) ctx.send(s.publisher, rtp::bytes_view(buf.data(), n));
                 done += chunk;
             }
             stats_.upstream_nacks += lost_.size();
         }
-        if (s.upstream.take_keyframe_request()) request_keyframe(ctx, s, now);
+        if (holes.take_keyframe_request() && &holes == &s.upstream) request_keyframe(ctx, s, now);
     }
 
     template <class Ctx>
@@ -377,8 +637,22 @@ private:
         return std::any_of(s.subscribers.begin(), s.subscribers.end(),
                            [&](const subscriber& sub) { return sub.video_to == from || sub.audio_to == from; });
     }
+    static std::array<std::uint32_t, 5> ssrcs_of(const rtp::stream_description& d) noexcept {
+        return {d.video_ssrc, d.audio_ssrc, d.video_rtx_ssrc, d.video_fec_ssrc, d.audio_rtx_ssrc};
+    }
+    /// Every SSRC a stream announces is its own (0 = absent), and repair streams need the
+    /// stream they repair.
+    static bool distinct_ssrcs(const rtp::stream_description& d) noexcept {
+        const auto all = ssrcs_of(d);
+        for (std::size_t i = 0; i < all.size(); ++i)
+            for (std::size_t j = i + 1; j < all.size(); ++j)
+                if (all[i] && all[i] == all[j]) return false;
+        if ((d.video_rtx_ssrc || d.video_fec_ssrc) && !d.video_ssrc) return false;
+        if (d.audio_rtx_ssrc && !d.audio_ssrc) return false;
+        return true;
+    }
     bool claimed_by_other(const rtp::stream_description& d, const stream& self) const {
-        for (std::uint32_t ssrc : {d.video_ssrc, d.audio_ssrc, d.video_rtx_ssrc}) {
+        for (std::uint32_t ssrc : ssrcs_of(d)) {
             if (!ssrc) continue;
             auto it = by_ssrc_.find(ssrc);
             if (it != by_ssrc_.end() && it->second != &self) return true;
@@ -386,7 +660,7 @@ private:
         return false;
     }
     void unindex(stream& s) {
-        for (std::uint32_t ssrc : {s.desc.video_ssrc, s.desc.audio_ssrc, s.desc.video_rtx_ssrc}) {
+        for (std::uint32_t ssrc : ssrcs_of(s.desc)) {
             auto it = by_ssrc_.find(ssrc);
             if (it != by_ssrc_.end() && it->second == &s) by_ssrc_.erase(it);
         }
@@ -404,6 +678,9 @@ private:
     relay_stats stats_;
     rtp::rtcp::parse_counts rtcp_counts_;
     std::vector<std::uint16_t> lost_; // reused for upstream NACKs
+    std::array<packet_ref, 40> recovered_{}; // FEC recoveries of one call (at most one per repair packet held + 1)
+    std::size_t recovered_count_ = 0;
+    std::uint16_t fec_sequence_seed_ = 0x1d2b;
 };
 
 } // namespace onair::relay

@@ -8,7 +8,9 @@
 //   data:       version u8 (1) | status u8 | reserved u16
 //               name_len u8 | name | video_ssrc u32 | audio_ssrc u32 | video_pt u8 | audio_pt u8
 //               vcodec_len u8 | vcodec | acodec_len u8 | acodec | rtx_ssrc u32 | rtx_pt u8
+//               | red_pt u8 | fec_ssrc u32 | fec_pt u8 | audio_rtx_ssrc u32 | audio_rtx_pt u8
 //               | zero padding to 32 bits
+// Fields from red_pt on were added later; a shorter message leaves them 0 (none).
 #pragma once
 
 #include "onair/core/error.hpp"
@@ -34,6 +36,10 @@ struct stream_description {
     std::uint32_t video_rtx_ssrc = 0; ///< RFC 4588 retransmissions of video; 0 = none
     std::uint8_t video_rtx_pt = 97;
     std::uint8_t audio_red_pt = 0;    ///< RFC 2198 redundant audio on the audio SSRC; 0 = none
+    std::uint32_t video_fec_ssrc = 0; ///< RFC 8627 FlexFEC repair packets for video; 0 = none
+    std::uint8_t video_fec_pt = 118;
+    std::uint32_t audio_rtx_ssrc = 0; ///< RFC 4588 retransmissions of audio; 0 = none
+    std::uint8_t audio_rtx_pt = 98;
     friend bool operator==(const stream_description&, const stream_description&) = default;
 };
 
@@ -62,7 +68,7 @@ inline constexpr std::size_t max_stream_name = 255;
 inline std::size_t write_session_message(const session_message& m, std::span<std::uint8_t> out) noexcept {
     const auto& s = m.stream;
     if (s.name.size() > max_stream_name || s.video_codec.size() > 255 || s.audio_codec.size() > 255) return 0;
-    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 6;
+    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 16;
     const std::size_t padded = (data + 3) / 4 * 4;
     const std::size_t total = 12 + padded;
     if (out.size() < total) return 0;
@@ -93,6 +99,10 @@ inline std::size_t write_session_message(const session_message& m, std::span<std
     store_be32(q, s.video_rtx_ssrc);
     q[4] = s.video_rtx_pt;
     q[5] = s.audio_red_pt;
+    store_be32(q + 6, s.video_fec_ssrc);
+    q[10] = s.video_fec_pt;
+    store_be32(q + 11, s.audio_rtx_ssrc);
+    q[15] = s.audio_rtx_pt;
     return total;
 }
 
@@ -141,7 +151,16 @@ inline std::error_code parse_session_message(bytes_view d, session_message& m) n
     s.video_rtx_pt = q[4] & 0x7f;
     // Optional fields added later: absent in shorter messages (they read as 0), padding
     // (zero) otherwise.
+    // Padding is at most 3 bytes, so a field counts only when the bytes up to it exceed it.
     if (end - q >= 6) s.audio_red_pt = q[5] & 0x7f;
+    if (end - q >= 11) {
+        s.video_fec_ssrc = load_be32(q + 6);
+        s.video_fec_pt = q[10] & 0x7f;
+    }
+    if (end - q >= 16) {
+        s.audio_rtx_ssrc = load_be32(q + 11);
+        s.audio_rtx_pt = q[15] & 0x7f;
+    }
     return {};
 }
 

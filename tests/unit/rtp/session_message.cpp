@@ -26,6 +26,10 @@ rtp::session_message sample() {
     m.stream.video_rtx_ssrc = 0x55667788;
     m.stream.video_rtx_pt = 97;
     m.stream.audio_red_pt = 63;
+    m.stream.video_fec_ssrc = 0x99AABBCC;
+    m.stream.video_fec_pt = 118;
+    m.stream.audio_rtx_ssrc = 0x0D0E0F10;
+    m.stream.audio_rtx_pt = 98;
     return m;
 }
 } // namespace
@@ -33,12 +37,17 @@ rtp::session_message sample() {
 TEST_CASE("session message: the APP header and every field round-trip") {
     std::array<std::uint8_t, 256> buf{};
     const auto n = rtp::write_session_message(sample(), buf);
-    // 12-byte APP header + 4 + (1+3) + 10 + (1+3) + (1+4) + 5 + 1 (RED PT) = 45, padded to 48.
-    REQUIRE(n == 48);
+    // 12-byte APP header + 4 + (1+3) + 10 + (1+3) + (1+4) + 5 + 1 (RED PT) + 5 (FEC) + 5
+    // (audio RTX) = 55, padded to 56.
+    REQUIRE(n == 56);
     CHECK(buf[44] == 63); // audio RED PT right after the RTX PT
+    CHECK(rtp::load_be32(&buf[45]) == 0x99AABBCC);
+    CHECK(buf[49] == 118);
+    CHECK(rtp::load_be32(&buf[50]) == 0x0D0E0F10);
+    CHECK(buf[54] == 98);
     CHECK(buf[0] == (0x80 | 3));              // V=2, subtype 3 = ack
     CHECK(buf[1] == 204);                     // APP
-    CHECK(rtp::load_be16(&buf[2]) == 48 / 4 - 1);
+    CHECK(rtp::load_be16(&buf[2]) == 56 / 4 - 1);
     CHECK(std::string(buf.begin() + 8, buf.begin() + 12) == "ONAR");
     CHECK(rtp::is_rtcp(std::span(buf.data(), n)));
     CHECK(rtp::is_session_message(std::span(buf.data(), n)));
@@ -53,6 +62,10 @@ TEST_CASE("session message: the APP header and every field round-trip") {
 TEST_CASE("session message: a message without the RED field (the earlier layout) reads audio_red_pt 0") {
     auto m = sample();
     m.stream.audio_red_pt = 0;
+    m.stream.video_fec_ssrc = 0;
+    m.stream.video_fec_pt = rtp::stream_description{}.video_fec_pt;
+    m.stream.audio_rtx_ssrc = 0;
+    m.stream.audio_rtx_pt = rtp::stream_description{}.audio_rtx_pt;
     std::array<std::uint8_t, 256> buf{};
     const auto n = rtp::write_session_message(m, buf);
     // The earlier layout ended after the RTX PT: 44 bytes, length field 10.
@@ -62,7 +75,23 @@ TEST_CASE("session message: a message without the RED field (the earlier layout)
     REQUIRE_FALSE(static_cast<bool>(rtp::parse_session_message(old, back)));
     CHECK(back.stream.audio_red_pt == 0);
     CHECK(back.stream == m.stream);
-    REQUIRE(n == 48);
+    REQUIRE(n == 56);
+}
+
+TEST_CASE("session message: a message with RED but without FEC and audio RTX (the layout before) reads them as none") {
+    auto m = sample();
+    std::array<std::uint8_t, 256> buf{};
+    REQUIRE(rtp::write_session_message(m, buf) == 56);
+    // That layout ended after the RED PT: 45 bytes, padded to 48 with zeros.
+    std::vector<std::uint8_t> old(buf.begin(), buf.begin() + 48);
+    old[45] = old[46] = old[47] = 0;
+    rtp::store_be16(&old[2], 48 / 4 - 1);
+    rtp::session_message back;
+    REQUIRE_FALSE(static_cast<bool>(rtp::parse_session_message(old, back)));
+    CHECK(back.stream.audio_red_pt == 63);
+    CHECK(back.stream.video_fec_ssrc == 0);
+    CHECK(back.stream.audio_rtx_ssrc == 0);
+    CHECK(back.stream.video_rtx_ssrc == m.stream.video_rtx_ssrc);
 }
 
 TEST_CASE("session message: every truncation and bad field is refused") {
