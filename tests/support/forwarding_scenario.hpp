@@ -97,7 +97,8 @@ struct emulated_env {
 
 /// Publishes `seconds` of test pattern + tone in real time and plays it on `viewers` viewers.
 template <class Video, class Env>
-scenario_result run_forwarding(Env& env, int width, int height, int fps, int kbps, double seconds, int viewers) {
+scenario_result run_forwarding(Env& env, int width, int height, int fps, int kbps, double seconds, int viewers,
+                               std::size_t audio_redundancy = 0) {
     using namespace onair;
     using codec_type = codec::av<Video, codec::opus>;
     using T = typename Env::transport;
@@ -124,6 +125,11 @@ scenario_result run_forwarding(Env& env, int width, int height, int fps, int kbp
     hc.video.fps = fps;
     hc.video.bitrate_kbps = kbps;
     hc.max_pending_video = 1000; // a loaded test machine may stall the encoder; never drop
+    hc.audio_redundancy = audio_redundancy;
+    if (audio_redundancy) {
+        hc.audio.fec = true;
+        hc.audio.expected_loss_pct = 20;
+    }
     auto host = env.template make<host_type>(io, r.host_log, hc, sink::callback{on_sent});
 
     auto make_view_sink = [&sent](rendered* v) {

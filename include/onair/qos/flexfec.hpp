@@ -130,11 +130,16 @@ inline fec_protection protection_for_loss(double loss_fraction) noexcept {
 /// quiet second does not strip protection from a lossy path.
 class loss_estimate {
 public:
-    /// From this loss on, a repair (a NACK, a retransmission) is sent twice: one round trip
-    /// then fails with about p^2 instead of p, and a round trip is what a repair costs.
+    /// From this loss on, a repair (a NACK, a retransmission) is sent twice, and from
+    /// triplicate_repairs_from on three times: one round trip then fails with about p^2 (p^3)
+    /// instead of p, and a round trip is what a repair costs.
     static constexpr double duplicate_repairs_from = 0.10;
+    static constexpr double triplicate_repairs_from = 0.30;
     /// How many copies of each repair packet to send on a path with this loss.
-    int repair_copies() const noexcept { return seen_ && value_ >= duplicate_repairs_from ? 2 : 1; }
+    int repair_copies() const noexcept {
+        if (!seen_) return 1;
+        return value_ >= triplicate_repairs_from ? 3 : value_ >= duplicate_repairs_from ? 2 : 1;
+    }
 
     /// One report's fraction lost (0..255, 1/256 units). Returns the new estimate (0..1).
     double on_report(std::uint8_t fraction_lost) noexcept {
