@@ -153,10 +153,16 @@ TEST_CASE("a relay node counts and drops hostile datagrams while a stream flows 
     std::this_thread::sleep_for(500ms);
     const auto hs = host.stats();
     const auto vs = viewer.stats();
+    MESSAGE("frames before the publish ack " << hs.video_frames_before_publish << ", audio " << hs.audio_frames_before_publish
+                                              << "; viewer video " << vs.video_frames << ", skipped " << vs.video_frames_skipped
+                                              << ", packets missing " << vs.video_packets_missing << ", lost " << vs.video_packets_lost);
     CHECK(hs.video_frames_encoded == static_cast<std::uint64_t>(frames));
-    CHECK(vs.video_frames == hs.video_frames_encoded);
+    // Every frame sent was played: the host sends nothing before the relay acknowledged the
+    // publish (a frame or two encoded in that round trip stay home), then a key frame.
+    CHECK(hs.video_frames_before_publish <= 2);
+    CHECK(vs.video_frames == hs.video_frames_encoded - hs.video_frames_before_publish);
     // Every audio frame played, but for the odd one dropped to take start-up delay off.
-    CHECK(vs.audio_frames + vs.audio_skipped == hs.audio_frames_encoded);
+    CHECK(vs.audio_frames + vs.audio_skipped == hs.audio_frames_encoded - hs.audio_frames_before_publish);
     CHECK(vs.audio_skipped <= 2);
     CHECK(vs.decode_errors == 0);
     CHECK(vs.unknown_packets == 0);
@@ -191,6 +197,8 @@ TEST_CASE("a viewer fed garbage by its relay counts it, survives, and plays the 
         ack.stream.video_codec = "VP8";
         ack.stream.audio_codec = "opus";
         ack.stream.audio_red_pt = 63; // RED audio announced: garbage RED comes below
+        ack.stream.video_fec_ssrc = 3; // and FlexFEC and audio RTX: garbage of both too
+        ack.stream.audio_rtx_ssrc = 4;
         std::array<std::uint8_t, 512> out;
         const auto n = rtp::write_session_message(ack, out);
         fake_relay.send_to(asio::buffer(out.data(), n), viewer_ep);
@@ -253,6 +261,37 @@ TEST_CASE("a viewer fed garbage by its relay counts it, survives, and plays the 
         std::this_thread::sleep_for(5ms);
     CHECK(viewer.stats().malformed == malformed_before_red + bad_red.size());
     CHECK(viewer.stats().audio_red_recovered == 0);
+
+    // Malformed FlexFEC (RFC 8627) on the FEC SSRC, and audio RTX without an OSN.
+    auto fec_packet = [&](std::uint16_t sn, bool csrc, const bytes& fec_header) {
+        auto b = rtp_header(3, sn);
+        b[1] = 118;
+        if (csrc) {
+            b[0] |= 1; // CC = 1: the protected SSRC
+            const bytes protected_ssrc{0, 0, 0, 1};
+            b.insert(b.end(), protected_ssrc.begin(), protected_ssrc.end());
+        }
+        b.insert(b.end(), fec_header.begin(), fec_header.end());
+        return b;
+    };
+    const std::vector<bytes> bad_fec{
+        fec_packet(1, true, {}),                                           // no FEC header at all
+        fec_packet(2, false, {0, 0, 0, 4, 0, 0, 0, 0, 0, 16, 0x80, 1, 9, 9, 9, 9}), // CC = 0
+        fec_packet(3, true, {0, 0, 0, 4, 0, 0}),                           // header cut short
+        fec_packet(4, true, {0, 0, 0, 4, 0, 0, 0, 0, 0, 16, 0x80, 0, 9, 9, 9, 9}),  // k = 1, empty mask
+    };
+    const auto malformed_before_fec = viewer.stats().malformed;
+    for (const auto& b : bad_fec) send(b);
+    auto rtx = rtp_header(4, 7);
+    rtx[1] = 98;
+    rtx.push_back(0x01); // one byte: no room for the original sequence number
+    send(rtx);
+    const auto expected = malformed_before_fec + bad_fec.size() + 1;
+    for (int i = 0; i < 100 && viewer.stats().malformed < expected; ++i) std::this_thread::sleep_for(5ms);
+    CHECK(viewer.stats().malformed == expected);
+    CHECK(viewer.stats().fec_packets == bad_fec.size());
+    CHECK(viewer.stats().video_fec_recovered == 0);
+    CHECK(viewer.stats().audio_retransmissions == 0);
 
     // Then 30 real frames, starting with a keyframe.
     codec::vp8::encoder enc;
