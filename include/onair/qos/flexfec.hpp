@@ -159,7 +159,7 @@ private:
 };
 
 struct flexfec_encoder_stats {
-    std::uint64_t media_packets = 0; ///< seen (protected unless protection is off)
+    std::uint64_t media_packets = 0; ///< accepted (protected unless protection is off); late ones are not
     std::uint64_t fec_packets = 0;
     std::uint64_t fec_bytes = 0;
     std::uint64_t skipped = 0; ///< not RTP, another SSRC, or longer than detail::fec_max_media
@@ -227,10 +227,15 @@ public:
             close(emit); // a hole in a fixed-layout group would be "recovered" as garbage
             return errc::oversized;
         }
-        if (any_ && static_cast<std::int16_t>(p.sequence - edge_) < 0 && !(open_ && keyframe == key_ && fits(p.sequence))) {
+        const auto behind = static_cast<std::int16_t>(p.sequence - edge_);
+        if (any_ && behind < 0 && behind >= -late_span && !(open_ && keyframe == key_ && fits(p.sequence))) {
             ++stats_.late;
             return {};
         }
+        // The edge moves with every packet, protected or not (protection may be off for
+        // delta frames), and a jump far back is a restart of the numbering, not lateness.
+        if (!any_ || behind >= 0 || behind < -late_span) edge_ = static_cast<std::uint16_t>(p.sequence + 1);
+        any_ = true;
         ++stats_.media_packets;
         if (open_ && (keyframe != key_ || !fits(p.sequence))) close(emit);
         if (!open_) start(p.sequence, keyframe);
@@ -239,8 +244,6 @@ public:
             return {};
         }
         const auto index = static_cast<std::size_t>(static_cast<std::uint16_t>(p.sequence - base_));
-        if (!any_ || static_cast<std::int16_t>(p.sequence - edge_) >= 0) edge_ = static_cast<std::uint16_t>(p.sequence + 1);
-        any_ = true;
         place(media, index, emit);
         if (p.marker && open_ && cur_.max_frames) {
             ++frames_;
@@ -396,7 +399,8 @@ private:
     std::uint16_t base_ = 0;
     std::uint16_t next_ = 0; ///< index after the newest packet placed
     std::uint64_t placed_ = 0; ///< flexible groups (k <= 48): bit i set when index i is placed
-    std::uint16_t edge_ = 0;   ///< sequence number after the newest packet protected
+    std::uint16_t edge_ = 0;   ///< sequence number after the newest packet seen
+    static constexpr std::int16_t late_span = 1024; ///< further behind than this: a restart
     bool any_ = false;
     std::size_t packets_ = 0;
     std::size_t frames_ = 0;

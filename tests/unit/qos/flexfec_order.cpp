@@ -279,8 +279,8 @@ TEST_CASE("flexfec order: loss_estimate takes the first report as is, rises fast
     CHECK(rise.on_report(128) == doctest::Approx(0.30));
     CHECK(rise.on_report(128) == doctest::Approx(0.42));
 
-    // A report equal to the estimate leaves it there.
     CHECK(rise.on_report(128) == doctest::Approx(0.42 + 0.6 * 0.08));
+    // A report equal to the estimate leaves it there.
     loss_estimate flat;
     flat.on_report(51);
     CHECK(flat.on_report(51) == doctest::Approx(51 / 256.0));
@@ -292,43 +292,86 @@ TEST_CASE("flexfec order: loss_estimate takes the first report as is, rises fast
     CHECK(e.on_report(10) == doctest::Approx(10 / 256.0));
 }
 
-TEST_CASE("flexfec order: loss_estimate sends repairs twice from duplicate_repairs_from on") {
+TEST_CASE("flexfec order: loss_estimate sends repairs twice from 10 % loss and three times from 30 %") {
     static_assert(loss_estimate::duplicate_repairs_from == 0.10);
+    static_assert(loss_estimate::triplicate_repairs_from == 0.30);
     // Before any report: one copy.
     loss_estimate none;
     CHECK(none.repair_copies() == 1);
 
-    // 25/256 = 0.098 is below 0.10, 26/256 = 0.102 above.
-    loss_estimate below, above;
-    below.on_report(25);
-    above.on_report(26);
-    CHECK(below.repair_copies() == 1);
-    CHECK(above.repair_copies() == 2);
-    // Every first report: two copies exactly when the estimate is at or above the threshold.
-    for (int k = 0; k < 256; ++k) {
-        CAPTURE(k);
+    // 25/256 = 0.098 is below 0.10, 26/256 = 0.102 above; 76/256 = 0.297 is below 0.30,
+    // 77/256 = 0.301 above.
+    auto first = [](int k) {
         loss_estimate e;
         e.on_report(static_cast<std::uint8_t>(k));
-        CHECK(e.repair_copies() == (k / 256.0 >= loss_estimate::duplicate_repairs_from ? 2 : 1));
+        return e;
+    };
+    CHECK(first(0).repair_copies() == 1);
+    CHECK(first(25).repair_copies() == 1);
+    CHECK(first(26).repair_copies() == 2);
+    CHECK(first(76).repair_copies() == 2);
+    CHECK(first(77).repair_copies() == 3);
+    // Every first report: one copy below the threshold, more at or above it.
+    for (int k = 0; k < 256; ++k) {
+        CAPTURE(k);
+        const loss_estimate e = first(k);
+        const double v = k / 256.0;
+        CHECK(e.repair_copies() == (v >= loss_estimate::triplicate_repairs_from ? 3
+                                    : v >= loss_estimate::duplicate_repairs_from ? 2
+                                                                                 : 1));
     }
 
-    // A lossy path (0.5) going quiet: 0.4, 0.32, 0.256, 0.205, 0.164, 0.131, 0.105 (still
-    // two copies after seven loss-free reports), then 0.084: one copy.
+    // A lossy path (0.5) going quiet: 0.4, 0.32 (three copies), 0.256, 0.205, 0.164, 0.131,
+    // 0.105 (still two copies after seven loss-free reports), then 0.084: one copy.
     loss_estimate quiet;
     quiet.on_report(128);
-    for (int i = 0; i < 7; ++i) {
+    const std::array<int, 8> copies{3, 3, 2, 2, 2, 2, 2, 1};
+    for (std::size_t i = 0; i < copies.size(); ++i) {
         CAPTURE(i);
         quiet.on_report(0);
-        CHECK(quiet.repair_copies() == 2);
+        CHECK(quiet.repair_copies() == copies[i]);
     }
-    quiet.on_report(0);
     CHECK(quiet.value() == doctest::Approx(0.5 * 0.8 * 0.8 * 0.8 * 0.8 * 0.8 * 0.8 * 0.8 * 0.8));
-    CHECK(quiet.repair_copies() == 1);
     // And back up: one report of 0.25 lifts 0.084 to 0.183, two copies again.
     quiet.on_report(64);
+    CHECK(quiet.value() == doctest::Approx(0.18355));
     CHECK(quiet.repair_copies() == 2);
     quiet.reset();
     CHECK(quiet.repair_copies() == 1);
 }
 
 TEST_SUITE_END();
+
+TEST_CASE("flexfec order: with delta protection off for more than half the sequence space, a key frame is still protected") {
+    // protection_for_loss(0): delta frames get no repair packets, key frames one per 10. The
+    // encoder's idea of the newest packet must move with every packet, protected or not:
+    // 40000 unprotected delta packets (past the 16-bit half-way point) and then a key frame
+    // of 10 packets must give one repair packet, and nothing counted late.
+    flexfec_encoder::config c;
+    c.media_ssrc = media_ssrc;
+    c.fec_ssrc = fec_ssrc;
+    c.protection = protection_for_loss(0);
+    flexfec_encoder enc(c);
+    std::size_t repairs = 0;
+    auto count = [&](rtp::bytes_view) { ++repairs; };
+    std::uint16_t seq = 100;
+    const bytes delta = media_packet(7, true);
+    for (int i = 0; i < 40000; ++i) {
+        bytes d = delta;
+        rtp::store_be16(&d[2], seq++);
+        REQUIRE_FALSE(enc.add(d, false, count));
+    }
+    CHECK(repairs == 0);
+    for (int i = 0; i < 10; ++i) {
+        bytes k = media_packet(seq, i == 9);
+        REQUIRE_FALSE(enc.add(k, true, count));
+        ++seq;
+    }
+    CHECK(repairs == 1);
+    CHECK(enc.stats().late == 0);
+    // A jump far back (the sender restarted its numbering) is not lateness either.
+    bytes back = media_packet(5, true);
+    REQUIRE_FALSE(enc.add(back, true, count));
+    CHECK(enc.stats().late == 0);
+    CHECK(repairs == 2);
+}
