@@ -205,9 +205,10 @@ public:
         const auto now = ctx.now();
         for (auto& [name, s] : streams_) {
             if (s.live && now - s.last_seen > cfg_.session_timeout) unpublish(s);
-            std::erase_if(s.subscribers, [&](const subscriber& sub) {
-                return !sub.fixed && now - sub.last_seen > cfg_.session_timeout;
-            });
+            if (std::erase_if(s.subscribers, [&](const subscriber& sub) {
+                    return !sub.fixed && now - sub.last_seen > cfg_.session_timeout;
+                }))
+                refresh_protection(s); // the lossy one may have gone
             const bool someone_waits = std::any_of(s.subscribers.begin(), s.subscribers.end(),
                                                    [](const subscriber& sub) { return sub.waiting_keyframe; });
             const bool refresh = s.live && now - s.last_keyframe >= cfg_.forward_keyframe_interval &&
@@ -302,7 +303,8 @@ private:
         if (it == streams_.end()) return;
         stream& s = it->second;
         if (s.live && s.publisher == from) unpublish(s);
-        std::erase_if(s.subscribers, [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; });
+        if (std::erase_if(s.subscribers, [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; }))
+            refresh_protection(s);
     }
 
     /// Sends an accepted media packet of `s` to every subscriber that can use it.
@@ -345,7 +347,13 @@ private:
             s.fec_started = true;
             s.fec_next = s.fec_high = seq;
         }
-        if (static_cast<std::int16_t>(seq - s.fec_next) < 0) return; // behind: NACK repairs it
+        const auto ahead = static_cast<std::int16_t>(seq - s.fec_next);
+        if (ahead < -fec_restart_span || ahead > fec_restart_span) { // the publisher renumbered
+            s.fec_next = s.fec_high = seq;
+            s.fec_blocked = {};
+        } else if (ahead < 0) {
+            return; // behind: NACK repairs it
+        }
         if (static_cast<std::int16_t>(seq - s.fec_high) > 0) s.fec_high = seq;
         feed_fec(ctx, s, ctx.now());
     }
@@ -357,9 +365,8 @@ private:
             if (!pkt) {
                 if (s.fec_blocked == clock::time_point{}) s.fec_blocked = now;
                 if (now - s.fec_blocked < cfg_.fec_reorder_wait) return;
-                ++s.fec_next; // lost on the publisher leg, or very late
-                s.fec_blocked = now;
-                continue;
+                ++s.fec_next; // lost on the publisher leg, or very late; the rest of a burst
+                continue;     // is given up with it (the wait has expired for all of it)
             }
             s.fec_blocked = {};
             ++s.fec_next;
@@ -442,6 +449,9 @@ private:
                                 [&](const subscriber& x) { return !x.fixed && x.video_to == from; });
         if (sub == s.subscribers.end()) return;
         sub->loss.on_report(b.fraction_lost);
+        refresh_protection(s);
+    }
+    static void refresh_protection(stream& s) {
         if (!s.fec_out) return;
         double worst = 0;
         for (const auto& x : s.subscribers) worst = std::max(worst, x.loss.value());
@@ -672,6 +682,7 @@ private:
     }
 
     static constexpr std::uint32_t relay_ssrc = 0x6f6e6169; // "onai"
+    static constexpr std::int16_t fec_restart_span = 512;   ///< a jump this far is a renumbering, not loss
     sfu_config cfg_;
     std::unordered_map<std::string, stream> streams_; // node-based: stream addresses are stable
     std::unordered_map<std::uint32_t, stream*> by_ssrc_;
