@@ -39,6 +39,11 @@ int publish(const command_line& cli) {
     cfg.video.fps = video.fps();
     cfg.video.bitrate_kbps = kbps;
     cfg.audio.channels = audio.channels();
+    // Audio protection: RED blocks (0..2) and, with them, Opus in-band FEC.
+    cfg.audio_redundancy = static_cast<std::size_t>(cli.number<int>("red", 0, 0, 2));
+    cfg.audio.fec = cfg.audio_redundancy > 0;
+    cfg.audio.expected_loss_pct = cfg.audio.fec ? 10 : 0;
+    cfg.video_fec = cli.get("fec", "on") != "off";
 
     asio::io_context io(1);
     const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
@@ -62,11 +67,12 @@ int publish(const command_line& cli) {
     net.join();
     const auto s = host.stats();
     std::printf("onair-host: frames=%llu encoded=%llu dropped=%llu keyframes=%llu keyframe_requests=%llu packets=%llu "
-                "bytes=%llu published=%s\n",
+                "bytes=%llu retransmissions=%llu fec_packets=%llu reported_loss=%.3f published=%s\n",
                 (unsigned long long)frames, (unsigned long long)s.video_frames_encoded,
                 (unsigned long long)s.video_frames_dropped, (unsigned long long)s.keyframes,
                 (unsigned long long)s.keyframe_requests, (unsigned long long)s.packets_sent,
-                (unsigned long long)s.bytes_sent, s.published ? "yes" : "no");
+                (unsigned long long)s.bytes_sent, (unsigned long long)s.retransmissions,
+                (unsigned long long)s.fec_packets, s.reported_loss, s.published ? "yes" : "no");
     if (s.refused) {
         std::fprintf(stderr, "onair-host: the relay refused stream '%s' (published by someone else)\n", stream.c_str());
         return 1;
@@ -91,7 +97,9 @@ int main(int argc, char** argv) {
                       {"size", "WxH", "test pattern size (default 640x360)"},
                       {"fps", "N", "frames per second (default 30)"},
                       {"bitrate", "KBPS", "video bitrate (default 1000)"},
-                      {"seconds", "N", "how long to publish (default 10)"}});
+                      {"seconds", "N", "how long to publish (default 10)"},
+                      {"red", "N", "redundant audio frames per packet, RFC 2198 (0..2, default 0; above 0 also turns Opus in-band FEC on)"},
+                      {"fec", "on|off", "FlexFEC for video, adapted to the relay's reported loss (default on)"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
         const std::string video = cli.get("video", "vp8");
         if (video == "vp8") return publish<onair::codec::vp8>(cli);

@@ -94,8 +94,11 @@ struct live_stream {
 TEST_CASE("a viewer joining a running stream renders its first picture within 0.5 s") {
     live_stream s;
     std::this_thread::sleep_for(2s); // the stream's only keyframe so far is long gone
+    // The stream's first key frame, and one more when frames encoded before the relay's
+    // publish acknowledgement were held back (the first frame sent after it is a key frame).
     const auto keyframes_before = s.host->stats().keyframes;
-    REQUIRE(keyframes_before == 1);
+    REQUIRE(keyframes_before >= 1);
+    REQUIRE(keyframes_before <= 1 + (s.host->stats().video_frames_before_publish > 0 ? 1u : 0u));
 
     std::promise<clock_type::time_point> first;
     std::atomic<bool> got{false};
