@@ -326,12 +326,35 @@ private:
                 }
                 ctx.send(sub.video_to, p.whole);
             } else {
-                ctx.send(sub.audio_to, p.whole);
+                if (sub.fixed && s.desc.audio_red_pt && p.payload_type == s.desc.audio_red_pt) {
+                    // A plain-RTP target's SDP announces Opus alone: it gets RED's primary.
+                    if (!send_primary(ctx, sub.audio_to, s.desc, p)) continue;
+                } else {
+                    ctx.send(sub.audio_to, p.whole);
+                }
             }
             ++stats_.rtp_forwarded;
             stats_.bytes_forwarded += p.whole.size();
         }
         if (video && s.fec_out) protect(ctx, s, p.sequence);
+    }
+
+    /// The packet with its RED payload replaced by the primary block (payload type: the
+    /// audio codec's), for receivers that do not speak RFC 2198. False when it has none.
+    template <class Ctx>
+    bool send_primary(Ctx& ctx, const endpoint& to, const rtp::stream_description& d, const rtp::packet_view& p) {
+        qos::red_payload red;
+        if (qos::parse_red(p.payload, p.timestamp, red) != qos::red_status::ok || red.primary.payload_type != d.audio_pt)
+            return false; // counted once, in rebuild_from_red
+        const std::size_t header = static_cast<std::size_t>(p.payload.data() - p.whole.data());
+        std::array<std::uint8_t, max_datagram_size> buf;
+        if (header + red.primary.data.size() > buf.size()) return false;
+        std::memcpy(buf.data(), p.whole.data(), header);
+        buf[1] = static_cast<std::uint8_t>((buf[1] & 0x80) | (d.audio_pt & 0x7f));
+        buf[0] &= static_cast<std::uint8_t>(~0x20u); // no padding: the payload ends with the primary
+        std::memcpy(buf.data() + header, red.primary.data.data(), red.primary.data.size());
+        ctx.send(to, rtp::bytes_view(buf.data(), header + red.primary.data.size()));
+        return true;
     }
 
     /// Protects forwarded video with the stream's FlexFEC encoder in sequence order: the

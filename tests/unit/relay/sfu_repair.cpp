@@ -628,3 +628,31 @@ TEST_CASE("sfu repair: a burst lost on the publisher leg holds the relay's FEC b
     const auto media = rtp_to(ctx, ep(10), video_ssrc);
     CHECK(decode_without(media, seq_of(delta[delta.size() - 1]), fec) == std::vector<packet>{delta[delta.size() - 1]});
 }
+
+TEST_CASE("sfu repair: a plain-RTP target gets RED audio as plain Opus, the primary block alone") {
+    // A --forward target (add_forward) has an SDP that announces Opus (PT 111) only. The
+    // publisher sends RED (PT 63, two redundant blocks): the target gets each packet with
+    // PT 111 and the primary Opus payload, header otherwise unchanged; a session subscriber
+    // ep(10) gets the RED packet unchanged.
+    relay::sfu s;
+    fake_context ctx;
+    s.add_forward("cam", ep(5000), ep(5002));
+    s.on_session(ctx, publish_all("cam"), ep(1));
+    s.on_session(ctx, play("cam"), ep(10));
+    red_source red;
+    std::vector<packet> sent;
+    for (std::uint16_t q = 30; q < 33; ++q) sent.push_back(red.next(q));
+    ctx.sends.clear();
+    for (const auto& p : sent) feed(s, ctx, p, ep(1));
+    const auto plain = rtp_to(ctx, ep(5002), audio_ssrc);
+    REQUIRE(plain.size() == sent.size());
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+        const auto v = view(plain[i]);
+        const auto q = static_cast<std::uint16_t>(30 + i);
+        CHECK(v.payload_type == opus_pt);
+        CHECK(v.sequence == q);
+        CHECK(v.timestamp == audio_ts(q));
+        CHECK(packet(v.payload.begin(), v.payload.end()) == opus_payload(q));
+    }
+    CHECK(rtp_to(ctx, ep(10), audio_ssrc) == sent);
+}
