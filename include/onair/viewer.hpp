@@ -512,7 +512,12 @@ private:
 
     /// One 20 ms period: what the jitter buffer says to play goes to the codec thread.
     void pull_audio(std::chrono::steady_clock::time_point t) {
-        const qos::audio_pull r = ajb_.pull(t, pulled_);
+        qos::audio_pull r = ajb_.pull(t, pulled_);
+        if (r.action == qos::audio_action::decode_fec && !carries_inband_fec(pulled_)) {
+            // Nothing to rebuild the lost frame from: the decoder would only conceal it.
+            r.action = qos::audio_action::conceal;
+            ++fec_as_plc_;
+        }
         if (++pulls_ % 50 == 0) update_sync();
         {
             std::lock_guard lock(mu_);
@@ -522,9 +527,9 @@ private:
             stats_.audio_late = js.late;
             // The buffer's counts, not the actions: PLC played in a gap that turns out to be
             // a pause is moved to comfort noise afterwards.
-            stats_.audio_concealed = js.concealed - ajb_.unresolved_concealment();
+            stats_.audio_concealed = js.concealed - ajb_.unresolved_concealment() + fec_as_plc_;
             stats_.comfort_noise = js.comfort_noise;
-            stats_.audio_fec = js.fec;
+            stats_.audio_fec = js.fec - fec_as_plc_;
             stats_.audio_skipped = js.accelerated + js.flushed + js.overflow;
         }
         if (sync_ && (r.action == qos::audio_action::decode || r.action == qos::audio_action::decode_fec)) {
@@ -541,6 +546,19 @@ private:
         case qos::audio_action::comfort_noise:
             worker_.post([this, cn = r.action == qos::audio_action::comfort_noise] { conceal_audio(cn); });
             return;
+        }
+    }
+
+    /// Whether `next` can rebuild the frame before it: the codec decodes in-band FEC, and
+    /// for Opus the packet is in a mode that carries LBRR (SILK or hybrid: TOC config < 16;
+    /// CELT-only packets never do).
+    static bool carries_inband_fec(const encoded_frame& next) noexcept {
+        if constexpr (!requires(typename audio_codec::decoder& d, audio_frame& o) { d.decode_fec(next, o); }) {
+            return false;
+        } else if constexpr (single_packet_audio) {
+            return !next.data.empty() && (next.data[0] >> 3) < 16;
+        } else {
+            return true;
         }
     }
 
@@ -699,6 +717,7 @@ private:
         video_format_ = rtp::video_format_of(desc_.video_codec);
         fbuf_.reset();
         ajb_.reset();
+        fec_as_plc_ = 0;
         if (cfg_.lip_sync && desc_.audio_ssrc && desc_.video_ssrc)
             sync_.emplace(desc_.audio_ssrc, desc_.video_ssrc, sync_config());
         else
@@ -842,6 +861,7 @@ private:
     std::vector<std::chrono::microseconds> skews_;            ///< measured this period
     std::chrono::steady_clock::time_point next_pull_{};
     std::uint64_t pulls_ = 0;
+    std::uint64_t fec_as_plc_ = 0; ///< decode_fec turned into PLC: the successor had no FEC to give
     std::chrono::steady_clock::time_point video_due_{};
     bool video_armed_ = false;
     std::uint16_t synthetic_pid_ = 0;

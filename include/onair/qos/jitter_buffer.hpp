@@ -390,7 +390,10 @@ private:
             ++stats_.comfort_noise;
             return {audio_action::comfort_noise, 0};
         }
-        if (delay_of(now, next_ts_) < target_) { // not overdue by the target's measure: wait for it
+        // Not overdue by the target's measure: wait for it, unless just one frame is missing
+        // and its successor is here: its in-band FEC rebuilds the frame now, where waiting
+        // would play PLC in its place (and grow the delay).
+        if (delay_of(now, next_ts_) < target_ && !(gap == 1 && expand_run_ == 0)) {
             ++expand_run_;
             above_since_ = below_since_ = -1;
             return conceal(true);
