@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
                 std::printf("  host: fec %llu pkts (loss %.1f %%, %u/%u per 10), rtx %llu (audio %llu), keyframes %llu (%llu asked)\n"
                             "  relay: fec in %llu recovered, red %llu rebuilt, rtx in %llu, fec out %llu, rtx out %llu, upstream nacks %llu\n"
                             "  viewer: video missing %llu, fec %llu, recovered %llu, lost %llu, skipped frames %llu, key requests %llu, "
-                            "freezes %llu, rtt %.0f ms; audio decoded %llu, fec %llu, red %llu, concealed %llu, late %llu, missing %llu, "
+                            "freezes %llu, rtt %.0f ms; audio decoded %llu, fec %llu, red %llu, concealed %llu (expand %llu), late %llu, missing %llu, "
                             "nacks %llu, rtx %llu, comfort %llu, skipped %llu; audio delay %.0f (target %.0f), sync extra audio %.0f video %.0f, "
                             "audio latency p50 %.0f\n",
                             static_cast<unsigned long long>(h.fec_packets), h.reported_loss * 100, h.fec_delta_per_10,
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
                             static_cast<unsigned long long>(v.video_packets_lost), static_cast<unsigned long long>(v.video_frames_skipped),
                             static_cast<unsigned long long>(v.keyframe_requests), static_cast<unsigned long long>(v.freezes), v.rtt_ms,
                             static_cast<unsigned long long>(v.audio_frames), static_cast<unsigned long long>(v.audio_fec),
-                            static_cast<unsigned long long>(v.audio_red_recovered), static_cast<unsigned long long>(v.audio_concealed),
+                            static_cast<unsigned long long>(v.audio_red_recovered), static_cast<unsigned long long>(v.audio_concealed), static_cast<unsigned long long>(v.audio_expanded),
                             static_cast<unsigned long long>(v.audio_late), static_cast<unsigned long long>(v.audio_packets_missing),
                             static_cast<unsigned long long>(v.audio_nack_requests), static_cast<unsigned long long>(v.audio_retransmissions),
                             static_cast<unsigned long long>(v.comfort_noise), static_cast<unsigned long long>(v.audio_skipped),

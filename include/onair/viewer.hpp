@@ -88,6 +88,7 @@ struct viewer_stats {
     std::uint64_t audio_fec = 0;              ///< of audio_frames: rebuilt from the next packet's Opus in-band FEC
     std::uint64_t audio_red_recovered = 0;    ///< frames that arrived only as RED redundancy
     std::uint64_t audio_late = 0;             ///< packets that came after their playout time
+    std::uint64_t audio_expanded = 0;         ///< of audio_concealed: PLC frames that added delay (underrun or growing target)
     std::uint64_t comfort_noise = 0;          ///< frames played in transmission pauses (DTX)
     std::uint64_t audio_skipped = 0;          ///< frames dropped to cut delay (acceleration, flush, overflow)
     std::uint64_t video_frames_skipped = 0;   ///< complete frames dropped as undecodable (a reference lost)
@@ -525,6 +526,7 @@ private:
             stats_.audio_target_delay_ms = static_cast<double>(js.target_delay.count()) / 1000.0;
             stats_.audio_current_delay_ms = static_cast<double>(js.current_delay.count()) / 1000.0;
             stats_.audio_late = js.late;
+            stats_.audio_expanded = js.expanded;
             // The buffer's counts, not the actions: PLC played in a gap that turns out to be
             // a pause is moved to comfort noise afterwards.
             stats_.audio_concealed = js.concealed - ajb_.unresolved_concealment() + fec_as_plc_;
