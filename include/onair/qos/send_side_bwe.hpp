@@ -1,0 +1,458 @@
+// onair — send-side bandwidth estimation: one hop's target bitrate from transport-wide
+// feedback.
+//
+// The sender stamps every packet with a transport-wide sequence number and records it here
+// when it leaves the pacer (on_sent: size, send time, probe cluster). The receiving end of
+// the hop reports arrival times (transport-wide feedback, rtp/transport_feedback.hpp); each
+// report goes through on_feedback as a list of (sequence, received, arrival) and drives:
+// - the delay-based estimate (delay_based_bwe.hpp: groups -> trendline -> AIMD), fed with
+//   the acknowledged throughput (bytes received over the last 500 ms of arrival time);
+// - the loss-based estimate: per at least 20 reported packets, loss under 2 % lets it grow
+//   8 % a second, loss over 10 % cuts it by half the loss fraction (at most once per
+//   300 ms + RTT), in between it holds; it never goes above the delay-based one plus
+//   headroom, so it only ever lowers the target;
+// - probing: a probe cluster is a burst at a chosen rate (the pacer sends it, padding if
+//   need be); its result = min(send rate, receive rate) of the cluster's packets, or 95 %
+//   of the receive rate when the receiver got clearly less than was sent. A valid result
+//   above the estimate sets it at once: that is the fast ramp-up. The probe controller
+//   probes at 3x and 6x the start bitrate, then doubles while each probe comes back at
+//   least 70 % of what it asked, and after a large drop probes once back towards the rate
+//   before it.
+// target = clamp(min(delay-based, loss-based), min_bps, max_bps).
+//
+// Feedback is untrusted: entries for sequence numbers never sent (or too old to be held)
+// are counted `unknown`, packets already acknowledged `duplicates`, and a message whose
+// arrival times run backwards by more than a second or span more than 10 s of time for
+// 500 ms of sending is `absurd` and ignored whole. None of them move the estimate.
+#pragma once
+
+#include "onair/qos/delay_based_bwe.hpp"
+#include "onair/rtp/sequence.hpp"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+namespace onair::qos {
+
+struct send_side_bwe_config {
+    std::int64_t start_bps = 300'000;
+    std::int64_t min_bps = 30'000;
+    std::int64_t max_bps = 10'000'000;
+    std::size_t history = 8192;                          ///< sent packets remembered (power of two)
+    std::chrono::microseconds throughput_window{500'000}; ///< of arrival time, for the acknowledged rate
+    bool probing = true;
+};
+
+struct send_side_bwe_stats {
+    std::int64_t target_bps = 0;
+    std::int64_t delay_based_bps = 0;
+    std::int64_t loss_based_bps = 0;
+    std::int64_t acked_bps = 0;
+    double loss = 0;                 ///< fraction lost over the last loss window
+    double trend = 0;                ///< modified trend (ms) and the detector threshold
+    double threshold = 0;
+    bandwidth_usage usage = bandwidth_usage::normal;
+    std::uint64_t feedbacks = 0;     ///< feedback messages taken
+    std::uint64_t acked = 0;         ///< packets reported received
+    std::uint64_t lost = 0;          ///< packets reported not received (and not received since)
+    std::uint64_t unknown = 0;       ///< entries for packets not in the send history
+    std::uint64_t duplicates = 0;    ///< entries for packets already acknowledged
+    std::uint64_t absurd = 0;        ///< whole messages ignored for impossible times
+    std::uint64_t overuses = 0;      ///< decreases of the delay-based estimate
+    std::uint64_t probes_started = 0;
+    std::uint64_t probe_results = 0; ///< clusters that produced a valid estimate
+};
+
+/// A burst the pacer should send: at `bitrate_bps` until both `min_bytes` and `min_duration`.
+struct probe_request {
+    std::int32_t id = 0;
+    std::int64_t bitrate_bps = 0;
+    std::size_t min_bytes = 0;
+    std::chrono::microseconds min_duration{15'000};
+    std::size_t min_packets = 5;
+};
+
+/// Thread safety: none; one estimator per outgoing hop, used on the network thread.
+class send_side_bwe {
+public:
+    using clock = std::chrono::steady_clock;
+    using time_point = clock::time_point;
+
+    send_side_bwe() : send_side_bwe(send_side_bwe_config{}) {}
+    explicit send_side_bwe(const send_side_bwe_config& c) : cfg_(sanitize(c)), aimd_(aimd_config(cfg_)) {
+        history_.resize(cfg_.history);
+        window_.resize(window_capacity);
+        loss_based_ = cfg_.start_bps;
+        target_ = cfg_.start_bps;
+        started_ = false;
+    }
+
+    // ---- sending side ----
+
+    /// A packet left the pacer with this transport-wide sequence number.
+    void on_sent(std::uint16_t transport_sequence, std::size_t bytes, time_point t, std::int32_t probe_cluster = -1) {
+        const std::int64_t seq = send_unwrap_.unwrap(transport_sequence);
+        sent& s = history_[static_cast<std::size_t>(seq) & (history_.size() - 1)];
+        s = {seq, us(t), static_cast<std::uint32_t>(bytes), probe_cluster, false, true};
+        if (!started_) start(us(t));
+        newest_sent_ = seq;
+    }
+
+    /// Probe clusters due now, for the pacer (call after on_sent/on_feedback; each is
+    /// returned once).
+    std::optional<probe_request> next_probe(time_point now) {
+        if (!cfg_.probing || !started_) return std::nullopt;
+        const std::int64_t t = us(now);
+        if (pending_probes_ == 0) return std::nullopt;
+        if (probe_in_flight_ >= 0 && t - probe_sent_us_ < 1'000'000) return std::nullopt; // one at a time
+        probe_request r;
+        r.id = next_probe_id_++;
+        r.bitrate_bps = std::min(probe_rates_[0], cfg_.max_bps);
+        r.min_bytes = static_cast<std::size_t>(r.bitrate_bps * 15 / 8'000); // 15 ms worth at that rate
+        std::copy(probe_rates_.begin() + 1, probe_rates_.end(), probe_rates_.begin());
+        --pending_probes_;
+        probe_in_flight_ = r.id;
+        probe_asked_bps_ = r.bitrate_bps;
+        probe_sent_us_ = t;
+        cluster_ = {};
+        cluster_.id = r.id;
+        ++stats_.probes_started;
+        return r;
+    }
+
+    // ---- feedback ----
+
+    /// One entry of transport-wide feedback, in the order of the message.
+    struct feedback_entry {
+        std::uint16_t sequence = 0;
+        bool received = false;
+        std::int64_t arrival_us = 0; ///< receiver's clock (only differences matter)
+    };
+
+    /// Takes one feedback message; returns false when it was ignored as absurd.
+    template <class Entries>
+    bool on_feedback(const Entries& entries, time_point now) {
+        const std::int64_t t = us(now);
+        if (!check(entries)) {
+            ++stats_.absurd;
+            return false;
+        }
+        ++stats_.feedbacks;
+        std::uint64_t lost = 0, received = 0;
+        for (const feedback_entry& e : entries) {
+            sent* s = find(e.sequence);
+            if (!s) {
+                ++stats_.unknown;
+                continue;
+            }
+            if (!e.received) {
+                if (!s->acked) ++lost;
+                continue;
+            }
+            if (s->acked) {
+                ++stats_.duplicates;
+                continue;
+            }
+            s->acked = true;
+            ++received;
+            on_acked(*s, e.arrival_us);
+        }
+        stats_.acked += received;
+        stats_.lost += lost;
+        loss_packets_ += received + lost;
+        loss_lost_ += lost;
+        update_loss_based(t);
+        finish_probe(t);
+        update_target(t);
+        return true;
+    }
+
+    /// Round-trip time of this hop (from RTCP or NACK timing).
+    void set_rtt(std::chrono::microseconds rtt) noexcept {
+        rtt_us_ = std::max<std::int64_t>(rtt.count(), 0);
+        aimd_.set_rtt(rtt_us_);
+    }
+
+    /// The application's limits may change (e.g. the encoder's maximum).
+    void set_bounds(std::int64_t min_bps, std::int64_t max_bps) noexcept {
+        cfg_.min_bps = std::max<std::int64_t>(min_bps, 1'000);
+        cfg_.max_bps = std::max(max_bps, cfg_.min_bps);
+        target_ = std::clamp(target_, cfg_.min_bps, cfg_.max_bps);
+    }
+
+    std::int64_t target_bps() const noexcept { return target_; }
+    const send_side_bwe_stats& stats() const noexcept { return stats_; }
+    std::int64_t acked_bps() const noexcept { return acked_bps_; }
+
+private:
+    struct sent {
+        std::int64_t seq = -1;
+        std::int64_t send_us = 0;
+        std::uint32_t bytes = 0;
+        std::int32_t cluster = -1;
+        bool acked = false;
+        bool valid = false;
+    };
+    struct arrival {
+        std::int64_t arrival_us = 0;
+        std::uint32_t bytes = 0;
+    };
+    struct cluster_state {
+        std::int32_t id = -1;
+        std::int64_t first_send = 0, last_send = 0, first_arrival = 0, last_arrival = 0;
+        std::uint64_t bytes = 0;
+        std::uint32_t first_bytes = 0, last_bytes = 0;
+        std::size_t packets = 0;
+    };
+    static constexpr std::size_t window_capacity = 4096;
+
+    static send_side_bwe_config sanitize(send_side_bwe_config c) noexcept {
+        std::size_t h = 64;
+        while (h < c.history && h < (1u << 20)) h <<= 1;
+        c.history = h;
+        c.min_bps = std::max<std::int64_t>(c.min_bps, 1'000);
+        c.max_bps = std::max(c.max_bps, c.min_bps);
+        c.start_bps = std::clamp(c.start_bps, c.min_bps, c.max_bps);
+        if (c.throughput_window.count() <= 0) c.throughput_window = std::chrono::microseconds{500'000};
+        return c;
+    }
+    static aimd_rate_control::config aimd_config(const send_side_bwe_config& c) noexcept {
+        aimd_rate_control::config a;
+        a.min_bps = c.min_bps;
+        a.max_bps = c.max_bps;
+        return a;
+    }
+    static std::int64_t us(time_point t) noexcept {
+        return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+    }
+
+    void start(std::int64_t t) {
+        started_ = true;
+        aimd_.set_estimate(cfg_.start_bps, t);
+        last_loss_increase_us_ = t;
+        if (cfg_.probing) {
+            probe_rates_ = {3 * cfg_.start_bps, 6 * cfg_.start_bps, 0};
+            pending_probes_ = 2;
+        }
+    }
+
+    /// The sent packet a feedback sequence number stands for (nearest to the newest sent).
+    const sent* find(std::uint16_t seq16) const noexcept {
+        if (newest_sent_ < 0) return nullptr;
+        const auto back = static_cast<std::uint16_t>(static_cast<std::uint16_t>(newest_sent_) - seq16);
+        const std::int64_t seq = newest_sent_ - static_cast<std::int64_t>(back);
+        if (back >= history_.size() || seq < 0) return nullptr;
+        const sent& s = history_[static_cast<std::size_t>(seq) & (history_.size() - 1)];
+        return s.valid && s.seq == seq ? &s : nullptr;
+    }
+    sent* find(std::uint16_t seq16) noexcept { return const_cast<sent*>(std::as_const(*this).find(seq16)); }
+
+    /// Arrival times that cannot come from a real path: the whole message is ignored.
+    template <class Entries>
+    bool check(const Entries& entries) const noexcept {
+        std::int64_t first_arrival = 0, last_arrival = 0, first_send = 0, last_send = 0;
+        bool any = false;
+        for (const feedback_entry& e : entries) {
+            if (!e.received) continue;
+            const sent* s = find(e.sequence);
+            if (!any) {
+                first_arrival = last_arrival = e.arrival_us;
+                any = true;
+            }
+            if (e.arrival_us < last_arrival - 1'000'000) return false; // a second backwards
+            last_arrival = std::max(last_arrival, e.arrival_us);
+            if (s) {
+                if (first_send == 0) first_send = s->send_us;
+                first_send = std::min(first_send, s->send_us);
+                last_send = std::max(last_send, s->send_us);
+            }
+        }
+        if (!any) return true;
+        const std::int64_t arrival_span = last_arrival - first_arrival;
+        const std::int64_t send_span = last_send - first_send;
+        return !(arrival_span > 10'000'000 && send_span < 500'000);
+    }
+
+    void on_acked(const sent& s, std::int64_t arrival_us) {
+        // Acknowledged throughput over the last window of arrival time.
+        if (last_arrival_us_ != INT64_MIN && arrival_us < last_arrival_us_ - 1'000'000) {
+            win_head_ = win_size_ = 0; // the receiver's clock went back: start the window over
+            win_bytes_ = 0;
+        }
+        last_arrival_us_ = std::max(last_arrival_us_, arrival_us);
+        if (win_size_ == window_.size()) pop_window();
+        window_[(win_head_ + win_size_) % window_.size()] = {arrival_us, s.bytes};
+        ++win_size_;
+        win_bytes_ += s.bytes;
+        while (win_size_ > 1 && window_[win_head_].arrival_us < last_arrival_us_ - cfg_.throughput_window.count()) pop_window();
+        if (win_size_ > 1) {
+            const std::int64_t span = std::max<std::int64_t>(last_arrival_us_ - window_[win_head_].arrival_us, 150'000);
+            acked_bps_ = static_cast<std::int64_t>(static_cast<double>(win_bytes_) * 8e6 / static_cast<double>(span));
+        }
+        // Probe cluster accounting.
+        if (s.cluster >= 0 && s.cluster == cluster_.id) {
+            if (cluster_.packets == 0) {
+                cluster_.first_send = cluster_.last_send = s.send_us;
+                cluster_.first_arrival = cluster_.last_arrival = arrival_us;
+                cluster_.first_bytes = s.bytes;
+            }
+            cluster_.first_send = std::min(cluster_.first_send, s.send_us);
+            cluster_.last_send = std::max(cluster_.last_send, s.send_us);
+            cluster_.first_arrival = std::min(cluster_.first_arrival, arrival_us);
+            if (arrival_us >= cluster_.last_arrival) {
+                cluster_.last_arrival = arrival_us;
+                cluster_.last_bytes = s.bytes;
+            }
+            cluster_.bytes += s.bytes;
+            ++cluster_.packets;
+        }
+        // Delay-based detector.
+        if (const auto d = groups_.add(s.send_us, arrival_us, s.bytes)) {
+            const auto usage = trend_.update(d->send_delta_us, d->arrival_delta_us, d->arrival_us);
+            const std::int64_t before = aimd_.estimate();
+            aimd_.update(usage, acked_bps_, us_now_hint(s.send_us));
+            if (aimd_.estimate() < before && usage == bandwidth_usage::overusing) {
+                ++stats_.overuses;
+                note_drop(before, aimd_.estimate(), s.send_us);
+            }
+            stats_.usage = usage;
+            stats_.trend = trend_.modified_trend();
+            stats_.threshold = trend_.threshold_ms();
+        }
+    }
+    /// AIMD works on the sender's clock: the send time of the newest acknowledged packet
+    /// stands for "now" (feedback comes about one RTT later, the same for every packet).
+    static std::int64_t us_now_hint(std::int64_t send_us) noexcept { return send_us; }
+
+    void pop_window() noexcept {
+        win_bytes_ -= window_[win_head_].bytes;
+        win_head_ = (win_head_ + 1) % window_.size();
+        --win_size_;
+    }
+
+    void note_drop(std::int64_t before, std::int64_t after, std::int64_t t) noexcept {
+        if (after < before * 2 / 3) { // a large drop: remember where it came from
+            rate_before_drop_ = before;
+            drop_us_ = t;
+        }
+    }
+
+    void finish_probe(std::int64_t t) {
+        if (probe_in_flight_ < 0) return;
+        const bool timed_out = t - probe_sent_us_ > 1'000'000;
+        if (cluster_.packets >= 5 && cluster_.bytes > 0) {
+            const std::int64_t send_span = cluster_.last_send - cluster_.first_send;
+            const std::int64_t recv_span = cluster_.last_arrival - cluster_.first_arrival;
+            if (send_span > 0 && recv_span > 0 && send_span < 1'000'000 && recv_span < 1'000'000) {
+                const double send_bps = static_cast<double>(cluster_.bytes - cluster_.last_bytes) * 8e6 / static_cast<double>(send_span);
+                const double recv_bps = static_cast<double>(cluster_.bytes - cluster_.first_bytes) * 8e6 / static_cast<double>(recv_span);
+                if (recv_bps <= 2 * send_bps) { // faster than sent: a measurement artefact
+                    double result = std::min(send_bps, recv_bps);
+                    if (recv_bps < 0.9 * send_bps) result = 0.95 * recv_bps; // the link was saturated
+                    probe_result(static_cast<std::int64_t>(result), t);
+                    return;
+                }
+            }
+        }
+        if (timed_out) probe_in_flight_ = -1;
+    }
+
+    void probe_result(std::int64_t bps, std::int64_t t) {
+        ++stats_.probe_results;
+        probe_in_flight_ = -1;
+        if (bps > aimd_.estimate()) aimd_.set_estimate(bps, t);
+        loss_based_ = std::max(loss_based_, std::min(bps, cfg_.max_bps));
+        // Exponential probing while probes come back close to what they asked.
+        if (bps >= probe_asked_bps_ * 7 / 10 && probe_asked_bps_ < cfg_.max_bps && pending_probes_ == 0) {
+            probe_rates_[0] = std::min(2 * bps, cfg_.max_bps);
+            pending_probes_ = 1;
+        }
+    }
+
+    void update_loss_based(std::int64_t t) {
+        if (loss_packets_ < 20) return;
+        const double loss = static_cast<double>(loss_lost_) / static_cast<double>(loss_packets_);
+        stats_.loss = loss;
+        loss_packets_ = loss_lost_ = 0;
+        if (loss < 0.02) {
+            const double dt = std::min(static_cast<double>(t - last_loss_increase_us_) / 1e6, 1.0);
+            loss_based_ = static_cast<std::int64_t>(static_cast<double>(loss_based_) * std::pow(1.08, std::max(dt, 0.0)) + 1000.0 * dt);
+            last_loss_increase_us_ = t;
+        } else if (loss > 0.10) {
+            if (t - last_loss_decrease_us_ >= 300'000 + rtt_us_) {
+                loss_based_ = static_cast<std::int64_t>(static_cast<double>(loss_based_) * (1.0 - 0.5 * loss));
+                last_loss_decrease_us_ = t;
+            }
+            last_loss_increase_us_ = t;
+        } else {
+            last_loss_increase_us_ = t;
+        }
+    }
+
+    void update_target(std::int64_t t) {
+        const std::int64_t delay_based = aimd_.estimate();
+        // The loss-based estimate only ever lowers the target: it may not run ahead of the
+        // delay-based one (else a long loss-free spell would leave it far above the path).
+        loss_based_ = std::clamp(loss_based_, cfg_.min_bps, std::max(delay_based, cfg_.min_bps));
+        const std::int64_t before = target_;
+        target_ = std::clamp(std::min(delay_based, loss_based_), cfg_.min_bps, cfg_.max_bps);
+        // After a large drop, one probe back towards the rate before it, once the drop has
+        // settled, finds out whether the capacity came back.
+        if (cfg_.probing && rate_before_drop_ > 0 && pending_probes_ == 0 && probe_in_flight_ < 0 && t - drop_us_ > 3'000'000 &&
+            t - drop_us_ < 10'000'000 && target_ < rate_before_drop_ * 2 / 3) {
+            probe_rates_[0] = rate_before_drop_ * 85 / 100;
+            pending_probes_ = 1;
+            rate_before_drop_ = 0;
+        }
+        (void)before;
+        stats_.target_bps = target_;
+        stats_.delay_based_bps = delay_based;
+        stats_.loss_based_bps = loss_based_;
+        stats_.acked_bps = acked_bps_;
+    }
+
+    send_side_bwe_config cfg_;
+    std::vector<sent> history_;
+    rtp::seq_unwrapper send_unwrap_;
+    std::int64_t newest_sent_ = -1;
+    bool started_ = false;
+
+    inter_arrival groups_;
+    trendline_estimator trend_;
+    aimd_rate_control aimd_;
+
+    std::vector<arrival> window_;
+    std::size_t win_head_ = 0, win_size_ = 0;
+    std::uint64_t win_bytes_ = 0;
+    std::int64_t last_arrival_us_ = INT64_MIN;
+    std::int64_t acked_bps_ = 0;
+
+    std::int64_t loss_based_ = 0;
+    std::uint64_t loss_packets_ = 0, loss_lost_ = 0;
+    std::int64_t last_loss_increase_us_ = 0;
+    std::int64_t last_loss_decrease_us_ = INT64_MIN / 2;
+    std::int64_t rtt_us_ = 100'000;
+
+    std::array<std::int64_t, 3> probe_rates_{};
+    int pending_probes_ = 0;
+    std::int32_t next_probe_id_ = 1;
+    std::int32_t probe_in_flight_ = -1;
+    std::int64_t probe_asked_bps_ = 0;
+    std::int64_t probe_sent_us_ = 0;
+    cluster_state cluster_;
+    std::int64_t rate_before_drop_ = 0;
+    std::int64_t drop_us_ = 0;
+
+    std::int64_t target_ = 0;
+    send_side_bwe_stats stats_;
+};
+
+} // namespace onair::qos
