@@ -241,6 +241,25 @@ inline std::size_t write_header(const header& h, std::span<std::uint8_t> out) no
     return n;
 }
 
+/// Offset of the transport-wide sequence number's 2-byte value inside an RTP packet, or 0
+/// when the packet has no such element (or is malformed). Lets a pacer (host) or a relay
+/// (per subscriber leg) stamp its own number into a packet in place.
+inline std::size_t transport_sequence_offset(bytes_view packet) noexcept {
+    packet_view p;
+    if (parse(packet, p)) return 0;
+    const auto e = p.extension(ext::transport_sequence);
+    if (!e || e->size() != 2) return 0;
+    return static_cast<std::size_t>(e->data() - packet.data());
+}
+
+/// Writes `seq` into the packet's transport-wide sequence element; false when it has none.
+inline bool set_transport_sequence(std::span<std::uint8_t> packet, std::uint16_t seq) noexcept {
+    const std::size_t off = transport_sequence_offset(packet);
+    if (off == 0) return false;
+    store_be16(packet.data() + off, seq);
+    return true;
+}
+
 /// Writes a whole packet (header + payload); returns its size, or 0 when it does not fit.
 inline std::size_t serialize(const header& h, bytes_view payload, std::span<std::uint8_t> out) noexcept {
     const std::size_t n = write_header(h, out);
