@@ -28,6 +28,7 @@
 
 #include "onair/qos/delay_based_bwe.hpp"
 #include "onair/rtp/sequence.hpp"
+#include "onair/rtp/transport_feedback.hpp"
 
 #include <algorithm>
 #include <array>
@@ -66,6 +67,8 @@ struct send_side_bwe_stats {
     std::uint64_t unknown = 0;       ///< entries for packets not in the send history
     std::uint64_t duplicates = 0;    ///< entries for packets already acknowledged
     std::uint64_t absurd = 0;        ///< whole messages ignored for impossible times
+    std::uint64_t malformed = 0;     ///< messages that did not parse
+    std::uint64_t repeated = 0;      ///< a message received twice (same count and base)
     std::uint64_t overuses = 0;      ///< decreases of the delay-based estimate
     std::uint64_t probes_started = 0;
     std::uint64_t probe_results = 0; ///< clusters that produced a valid estimate
@@ -89,6 +92,7 @@ public:
     send_side_bwe() : send_side_bwe(send_side_bwe_config{}) {}
     explicit send_side_bwe(const send_side_bwe_config& c) : cfg_(sanitize(c)), aimd_(aimd_config(cfg_)) {
         history_.resize(cfg_.history);
+        entries_.reserve(65536);
         window_.resize(window_capacity);
         loss_based_ = cfg_.start_bps;
         target_ = cfg_.start_bps;
@@ -173,6 +177,28 @@ public:
         finish_probe(t);
         update_target(t);
         return true;
+    }
+
+    /// Takes one RTCP transport-wide feedback message (its FCI, as rtp::rtcp::feedback
+    /// holds it). A malformed message is counted and ignored; false when it was not taken.
+    bool on_transport_feedback(rtp::bytes_view fci, time_point now) {
+        rtp::twcc::feedback_header h;
+        entries_.clear();
+        const auto st = rtp::twcc::parse(fci, h, [this](std::uint16_t seq, bool received, std::int64_t arrival_us) {
+            if (entries_.size() < entries_.capacity()) entries_.push_back({seq, received, arrival_us});
+        });
+        if (st != rtp::twcc::parse_status::ok) {
+            ++stats_.malformed;
+            return false;
+        }
+        if (have_feedback_count_ && h.feedback_count == last_feedback_count_ && h.base_sequence == last_base_) {
+            ++stats_.repeated; // the same message twice (a duplicated datagram)
+            return false;
+        }
+        have_feedback_count_ = true;
+        last_feedback_count_ = h.feedback_count;
+        last_base_ = h.base_sequence;
+        return on_feedback(entries_, now);
     }
 
     /// Round-trip time of this hop (from RTCP or NACK timing).
@@ -421,6 +447,10 @@ private:
 
     send_side_bwe_config cfg_;
     std::vector<sent> history_;
+    std::vector<feedback_entry> entries_; ///< one parsed message, storage kept
+    bool have_feedback_count_ = false;
+    std::uint8_t last_feedback_count_ = 0;
+    std::uint16_t last_base_ = 0;
     rtp::seq_unwrapper send_unwrap_;
     std::int64_t newest_sent_ = -1;
     bool started_ = false;
