@@ -71,7 +71,7 @@ auto on_io(asio::io_context& io, F&& f) {
     return fut.get();
 }
 
-outcome run(const point& pt, double seconds, std::uint64_t seed, int delay_ms, int jitter_ms, bool host_leg_loss) {
+outcome run(const point& pt, double seconds, std::uint64_t seed, int delay_ms, int jitter_ms, bool host_leg_loss, bool cc) {
     asio::io_context io(1);
     transport::memory_network net;
     transport::direction_config leg;
@@ -99,6 +99,10 @@ outcome run(const point& pt, double seconds, std::uint64_t seed, int delay_ms, i
     hc.audio.expected_loss_pct = 20;
     hc.audio_redundancy = 2;
     hc.max_pending_video = 1000;
+    // A fixed-rate sender: this benchmark measures recovery at 1 Mbps, and random loss
+    // would have the congestion controller's loss-based part lower the rate (see
+    // onair-bench-cc for that side).
+    hc.congestion_control = cc;
     basic_host<av, link> host(hc, sink::null{}, host_link, io, net);
 
     basic_viewer<av, link>::config vc;
@@ -181,7 +185,8 @@ int main(int argc, char** argv) {
          {"jitter", "MS", "jitter per leg (default 10)"},
          {"seed", "N", "first seed (default 1)"},
          {"legs", "both|viewer", "which legs lose packets: both (default) or only relay <-> viewer"},
-         {"verbose", "", "after each row, how each repair mechanism did"}});
+         {"verbose", "", "after each row, how each repair mechanism did"},
+         {"cc", "", "congestion control on (the host paces and follows its bandwidth estimate)"}});
     return onair_examples::guarded_main(cli, argc, argv, [&]() -> int {
         const double seconds = cli.number<double>("seconds", 30, 1, 3600);
         const int delay = cli.number<int>("delay", 50, 0, 1000);
@@ -204,7 +209,7 @@ int main(int argc, char** argv) {
             const auto& p = points[i];
             if (!only.empty() && only != p.name) continue;
             any = true;
-            const outcome o = run(p, seconds, seed + i, delay, jitter, legs == "both");
+            const outcome o = run(p, seconds, seed + i, delay, jitter, legs == "both", cli.has("cc"));
             std::printf("| %s%s | %.3f %% | %.2f %% | %llu | %.2f %% | %.0f ms | %.0f ms | %.0f ms | %+.0f ms | %.1f %% | %.0f kbps | %llu/%llu | "
                         "%.0f/%.0f ms |\n",
                         p.burst > 0 ? "GE burst 3, " : "", p.name.c_str() + (p.burst > 0 ? 2 : 0), o.residual * 100,
@@ -215,6 +220,14 @@ int main(int argc, char** argv) {
                 const auto& v = o.vs;
                 const auto& h = o.hs;
                 const auto& r = o.rs;
+                if (cli.has("cc"))
+                    std::printf("  cc: target %lld kbps, acked %lld kbps, video %d kbps, overuses %llu, probes %llu, padding %llu, "
+                                "feedback %llu (malformed %llu), pacer queue %.0f ms, pacer dropped %llu\n",
+                                static_cast<long long>(h.target_bps / 1000), static_cast<long long>(h.acked_bps / 1000), h.video_target_kbps,
+                                static_cast<unsigned long long>(h.overuses), static_cast<unsigned long long>(h.probes),
+                                static_cast<unsigned long long>(h.padding_packets), static_cast<unsigned long long>(h.transport_feedback),
+                                static_cast<unsigned long long>(h.malformed_feedback), h.pacer_queue_ms,
+                                static_cast<unsigned long long>(h.pacer_dropped));
                 std::printf("  host: fec %llu pkts (loss %.1f %%, %u/%u per 10), rtx %llu (audio %llu), keyframes %llu (%llu asked)\n"
                             "  relay: fec in %llu recovered, red %llu rebuilt, rtx in %llu, fec out %llu, rtx out %llu, upstream nacks %llu\n"
                             "  viewer: video missing %llu, fec %llu, recovered %llu, lost %llu, skipped frames %llu, key requests %llu, "

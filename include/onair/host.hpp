@@ -10,6 +10,7 @@
 #include "onair/core/random.hpp"
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
+#include "onair/qos/congestion_controller.hpp"
 #include "onair/qos/flexfec.hpp"
 #include "onair/qos/red.hpp"
 #include "onair/qos/retransmission_cache.hpp"
@@ -28,6 +29,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -57,6 +59,17 @@ struct host_stats {
     double reported_loss = 0;               ///< video loss the relay reports (smoothed, 0..1): sets FEC protection
     std::uint32_t fec_delta_per_10 = 0;     ///< FEC repair packets per 10 media packets now: delta frames
     std::uint32_t fec_key_per_10 = 0;       ///< and key frames
+    // Congestion control (zero when off).
+    std::int64_t target_bps = 0;            ///< the estimated bitrate of the path to the relay
+    std::int64_t acked_bps = 0;             ///< what the relay's feedback says got through
+    int video_target_kbps = 0;              ///< what the video encoder was last told
+    double pacer_queue_ms = 0;              ///< age of the oldest packet waiting in the pacer
+    std::uint64_t transport_feedback = 0;   ///< feedback messages taken
+    std::uint64_t malformed_feedback = 0;   ///< feedback that did not parse, was repeated or absurd
+    std::uint64_t overuses = 0;             ///< delay-based decreases
+    std::uint64_t probes = 0;               ///< probe clusters sent
+    std::uint64_t padding_packets = 0;
+    std::uint64_t pacer_dropped = 0;        ///< packets the pacer's bounded queue gave up
     bool published = false;                 ///< the relay acknowledged the publish hello
     bool refused = false;                   ///< the relay refused the stream name
 };
@@ -127,6 +140,15 @@ public:
         /// Audio packets kept for retransmission (RFC 4588, on their own SSRC): about 5 s.
         std::size_t audio_retransmission_packets = 256;
         std::uint8_t audio_rtx_payload_type = 98;
+        /// Congestion control on the path to the relay (its transport-wide feedback): every
+        /// packet goes out through a pacer, and the video encoder follows the estimated
+        /// bitrate, from `start_bitrate_kbps` (probing upwards at once) up to
+        /// video.bitrate_kbps. Off: packets go out as they are made, video at
+        /// video.bitrate_kbps (a fixed-rate sender, as for measuring loss recovery alone).
+        bool congestion_control = true;
+        int start_bitrate_kbps = 300; ///< whole stream; 0: start at video.bitrate_kbps + audio
+        int min_video_kbps = 50;
+        qos::pacer_config pacer{};
     };
 
     /// Constructs the transport in place from `transport_args`.
@@ -134,8 +156,9 @@ public:
     basic_host(config cfg, Sink sink, Args&&... transport_args)
         : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
           hello_timer_(transport_.get_executor()), report_timer_(transport_.get_executor()),
-          video_cache_(cfg_.retransmission_packets), audio_cache_(cfg_.audio_retransmission_packets),
-          red_(cfg_.audio_redundancy), fec_(fec_config(cfg_, 0, 0)) {
+          pace_timer_(transport_.get_executor()), video_cache_(cfg_.retransmission_packets), audio_cache_(cfg_.audio_retransmission_packets),
+          red_(cfg_.audio_redundancy), fec_(fec_config(cfg_, 0, 0)),
+          cc_(cc_config(cfg_)) {
         video_.ssrc = (detail::random_u32() | 1u) & 0x7fff'ffffu;
         audio_.ssrc = video_.ssrc + 1;
         video_.payload_type = cfg_.video_payload_type;
@@ -164,6 +187,7 @@ public:
         if (cfg_.send_audio)
             if (auto ec = aenc_.open(cfg_.audio)) return ec;
         running_ = true;
+        if (cfg_.congestion_control) apply_target(); // the start bitrate, until the first feedback
         receive();
         send_hello(rtp::session_type::publish);
         arm_hello();
@@ -180,6 +204,8 @@ public:
         hello_timer_.cancel();
         report_timer_.cancel();
         asio::post(transport_.get_executor(), [this] {
+            pace_timer_.cancel();
+            flush_pacer(); // what the encoders made before stop() goes out
             send_hello(rtp::session_type::leave);
             transport_.close();
         });
@@ -224,7 +250,8 @@ public:
         return {};
     }
 
-    /// Changes the video bitrate at run time (applied on the codec thread).
+    /// Changes the video bitrate at run time (applied on the codec thread). With congestion
+    /// control on, the estimate overrides it at the next feedback; use the config's bounds.
     void set_video_bitrate(int kbps) {
         worker_.post([this, kbps] { venc_.set_bitrate(kbps); });
     }
@@ -254,6 +281,16 @@ public:
         s.reported_loss = static_cast<double>(stats_.reported_loss_permille.load()) / 1000.0;
         s.fec_delta_per_10 = stats_.fec_delta;
         s.fec_key_per_10 = stats_.fec_key;
+        s.target_bps = stats_.target_bps;
+        s.acked_bps = stats_.acked_bps;
+        s.video_target_kbps = stats_.video_target_kbps;
+        s.pacer_queue_ms = static_cast<double>(stats_.pacer_queue_us.load()) / 1000.0;
+        s.transport_feedback = stats_.transport_feedback;
+        s.malformed_feedback = stats_.malformed_feedback;
+        s.overuses = stats_.overuses;
+        s.probes = stats_.probes;
+        s.padding_packets = stats_.padding_packets;
+        s.pacer_dropped = stats_.pacer_dropped;
         s.published = stats_.published;
         s.refused = stats_.refused;
         return s;
@@ -295,7 +332,10 @@ private:
             keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, video_packets_sent{0}, bytes_sent{0}, encode_errors{0}, video_frames_before_publish{0},
             audio_frames_before_publish{0},
             nacks_received{0}, retransmissions{0}, retransmission_bytes{0}, redundancy_bytes{0}, fec_packets{0}, fec_bytes{0},
-            audio_retransmissions{0}, reported_loss_permille{0};
+            audio_retransmissions{0}, reported_loss_permille{0}, transport_feedback{0}, malformed_feedback{0}, overuses{0},
+            probes{0}, padding_packets{0}, pacer_dropped{0}, pacer_queue_us{0};
+        std::atomic<std::int64_t> target_bps{0}, acked_bps{0};
+        std::atomic<int> video_target_kbps{0};
         std::atomic<std::uint32_t> fec_delta{0}, fec_key{0};
         std::atomic<bool> published{false}, refused{false};
     };
@@ -358,19 +398,22 @@ private:
                 if (!data.empty()) std::memcpy(buf.data() + n + desc.size(), data.data(), data.size());
             }
             pkt.resize(n + payload_size);
-            transport_.send_to(asio::buffer(pkt.bytes().data(), pkt.size()), cfg_.relay);
             ++m.packets;
             m.octets += static_cast<std::uint32_t>(payload_size);
             ++stats_.packets_sent;
             if (video) ++stats_.video_packets_sent;
             stats_.bytes_sent += pkt.size();
             if (video) {
-                if (cfg_.video_fec) protect(pkt.bytes().first(pkt.size()), ef.keyframe);
-                video_cache_.store(h.sequence, std::move(pkt), t);
+                video_cache_.store(h.sequence, pkt, t);
+                const rtp::bytes_view sent(pkt.bytes().data(), pkt.size());
+                out(std::move(pkt), qos::pacer_priority::video);
+                if (cfg_.video_fec) protect(sent, ef.keyframe); // the cache holds the buffer
             } else {
-                audio_cache_.store(h.sequence, std::move(pkt), t);
+                audio_cache_.store(h.sequence, pkt, t);
+                out(std::move(pkt), qos::pacer_priority::audio);
             }
         });
+        pace();
         m.sent_any = true;
         m.last_rtp_timestamp = ts;
         m.last_capture = ef.capture_time;
@@ -380,7 +423,11 @@ private:
     /// out right after it.
     void protect(rtp::bytes_view media, bool keyframe) {
         (void)fec_.add(media, keyframe, [this](rtp::bytes_view repair) {
-            transport_.send_to(asio::buffer(repair.data(), repair.size()), cfg_.relay);
+            if (repair.size() > max_datagram_size) return;
+            packet_ref pkt = pool_.acquire();
+            std::memcpy(pkt.capacity().data(), repair.data(), repair.size());
+            pkt.resize(repair.size());
+            out(std::move(pkt), qos::pacer_priority::fec);
             ++stats_.fec_packets;
             stats_.fec_bytes += repair.size();
             stats_.bytes_sent += repair.size();
@@ -395,6 +442,7 @@ private:
         f.first_sequence = first_sequence;
         f.payload_type = c.video_fec_payload_type;
         f.protection = qos::protection_for_loss(c.video_fec_initial_loss);
+        f.transport_sequence = c.congestion_control; // an element for the pacer to stamp
         return f;
     }
     void set_fec_protection(const qos::fec_protection& p) {
@@ -424,17 +472,137 @@ private:
             if (!original) return;
             rtp::packet_view p;
             if (rtp::parse(original.bytes(), p)) return;
-            std::array<std::uint8_t, max_datagram_size> rtx;
-            const std::size_t n = video ? qos::write_rtx(p, rtx_ssrc_, cfg_.video_rtx_payload_type, rtx_sequence_++, rtx)
-                                        : qos::write_rtx(p, audio_rtx_ssrc_, cfg_.audio_rtx_payload_type, audio_rtx_sequence_++, rtx);
+            packet_ref rtx = pool_.acquire();
+            const std::size_t n = video ? qos::write_rtx(p, rtx_ssrc_, cfg_.video_rtx_payload_type, rtx_sequence_++, rtx.capacity())
+                                        : qos::write_rtx(p, audio_rtx_ssrc_, cfg_.audio_rtx_payload_type, audio_rtx_sequence_++, rtx.capacity());
             if (n == 0) return;
+            rtx.resize(n);
             const int copies = loss_.repair_copies();
-            for (int c = 0; c < copies; ++c) transport_.send_to(asio::buffer(rtx.data(), n), cfg_.relay);
+            // Each copy is its own datagram on the wire (and gets its own transport-wide
+            // number as it leaves the pacer).
+            for (int c = 0; c < copies; ++c) out(rtx, qos::pacer_priority::retransmission);
             stats_.retransmissions += static_cast<std::uint64_t>(copies);
             if (!video) stats_.audio_retransmissions += static_cast<std::uint64_t>(copies);
             stats_.retransmission_bytes += n * static_cast<std::uint64_t>(copies);
             stats_.bytes_sent += n * static_cast<std::uint64_t>(copies);
         });
+        pace();
+    }
+
+    // ---- pacing and congestion control (network thread) ----
+
+    static qos::congestion_controller_config cc_config(const config& c) {
+        qos::congestion_controller_config cc;
+        cc.pacer = c.pacer;
+        const std::int64_t audio = c.send_audio ? audio_bps(c) : 0;
+        const std::int64_t video_max = c.send_video ? std::int64_t{c.video.bitrate_kbps} * 1000 : 0;
+        cc.bwe.max_bps = std::max<std::int64_t>(audio + video_max * 3 / 2, 100'000); // FEC and repairs on top of video
+        cc.bwe.min_bps = std::min<std::int64_t>(audio + std::int64_t{c.min_video_kbps} * 1000, cc.bwe.max_bps);
+        cc.bwe.start_bps = c.start_bitrate_kbps > 0 ? std::int64_t{c.start_bitrate_kbps} * 1000 : audio + video_max;
+        return cc;
+    }
+    /// What the audio stream takes on the wire: the encoder's rate, RED copies, and about 40
+    /// bytes of RTP header and extensions per 20 ms packet.
+    static std::int64_t audio_bps(const config& c) {
+        const std::int64_t payload = std::int64_t{std::max(c.audio.bitrate_kbps, 0)} * 1000;
+        return payload * static_cast<std::int64_t>(1 + c.audio_redundancy) + 50 * 40 * 8;
+    }
+
+    /// Hands a packet to the wire: through the pacer with congestion control, at once without.
+    void out(packet_ref pkt, qos::pacer_priority prio) {
+        if (!cfg_.congestion_control) {
+            transport_.send_to(asio::buffer(pkt.bytes().data(), pkt.size()), cfg_.relay);
+            return;
+        }
+        if (!cc_.enqueue(std::move(pkt), prio, std::chrono::steady_clock::now())) ++stats_.pacer_dropped;
+    }
+
+    /// Sends what the pacer releases now and sets the timer for the next burst.
+    void pace() {
+        // Nothing is measured before the relay has the stream: it drops what it does not know.
+        if (!cfg_.congestion_control || !stats_.published) return;
+        const auto now = std::chrono::steady_clock::now();
+        cc_.process(
+            now, [this](std::span<const std::uint8_t> d) { transport_.send_to(asio::buffer(d.data(), d.size()), cfg_.relay); },
+            [this](std::size_t bytes) { return make_padding(bytes); });
+        const auto& ps = cc_.pacing().stats();
+        stats_.probes = ps.probe_clusters_started;
+        stats_.padding_packets = cc_.padding_packets();
+        stats_.pacer_queue_us = static_cast<std::uint64_t>(cc_.pacing().queue_delay(now).count());
+        arm_pace(cc_.next_process_time(now));
+    }
+    void arm_pace(std::chrono::steady_clock::time_point at) {
+        if (at == std::chrono::steady_clock::time_point::max() || !running_) return;
+        if (pace_at_ != std::chrono::steady_clock::time_point::max() && pace_at_ <= at) return; // sooner one pending
+        pace_at_ = at;
+        pace_timer_.expires_at(at);
+        pace_timer_.async_wait([this, at](std::error_code ec) {
+            if (ec || pace_at_ != at) return; // replaced by a sooner one, or cancelled
+            pace_at_ = std::chrono::steady_clock::time_point::max();
+            pace();
+        });
+    }
+    /// At stop: what is queued goes out now (the relay is told the stream ends right after).
+    void flush_pacer() {
+        if (!cfg_.congestion_control) return;
+        auto t = std::chrono::steady_clock::now();
+        for (int i = 0; i < 10'000 && cc_.pacing().queued_packets() > 0; ++i) {
+            t += std::chrono::milliseconds(5);
+            cc_.process(
+                t, [this](std::span<const std::uint8_t> d) { transport_.send_to(asio::buffer(d.data(), d.size()), cfg_.relay); },
+                [](std::size_t) { return packet_ref{}; });
+        }
+    }
+
+    /// A padding-only packet on the video RTX SSRC (RFC 3550 padding, no payload): probes
+    /// the path when no media is queued. The relay counts and drops it.
+    packet_ref make_padding(std::size_t bytes) {
+        if (!cfg_.send_video) return {};
+        rtp::header h;
+        h.payload_type = cfg_.video_rtx_payload_type;
+        h.sequence = rtx_sequence_++;
+        h.timestamp = video_.last_rtp_timestamp;
+        h.ssrc = rtx_ssrc_;
+        h.transport_sequence = 0;
+        packet_ref pkt = pool_.acquire();
+        auto buf = pkt.capacity();
+        const std::size_t n = rtp::write_header(h, buf);
+        if (n == 0) return {};
+        const std::size_t pad = std::clamp<std::size_t>(bytes > n ? bytes - n : 1, 1, 255);
+        buf[0] = static_cast<std::uint8_t>(buf[0] | 0x20);
+        std::memset(buf.data() + n, 0, pad - 1);
+        buf[n + pad - 1] = static_cast<std::uint8_t>(pad);
+        pkt.resize(n + pad);
+        stats_.bytes_sent += n + pad;
+        return pkt;
+    }
+
+    /// Transport-wide feedback from the relay: a new estimate, shared out to the encoders.
+    void on_transport_feedback(rtp::bytes_view fci) {
+        if (!cfg_.congestion_control) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (cc_.on_feedback(fci, now)) ++stats_.transport_feedback;
+        const auto& bs = cc_.estimator().stats();
+        stats_.malformed_feedback = bs.malformed + bs.repeated + bs.absurd;
+        stats_.overuses = bs.overuses;
+        stats_.target_bps = cc_.target_bps();
+        stats_.acked_bps = bs.acked_bps;
+        apply_target();
+        pace(); // a probe may be due
+    }
+
+    /// Splits the target among audio, FEC and video; tells the video encoder when its share
+    /// moved by 5 % or more.
+    void apply_target() {
+        if (!cfg_.send_video) return;
+        const double fec_fraction = cfg_.video_fec ? static_cast<double>(fec_.protection().delta.fec_packets) / 10.0 : 0.0;
+        const auto split = qos::split_bitrate(cc_.target_bps(), cfg_.send_audio ? audio_bps(cfg_) : 0, fec_fraction,
+                                              std::int64_t{cfg_.min_video_kbps} * 1000, std::int64_t{cfg_.video.bitrate_kbps} * 1000);
+        const int kbps = static_cast<int>(split.video_bps / 1000);
+        if (video_kbps_ != 0 && std::abs(kbps - video_kbps_) * 20 < video_kbps_) return;
+        video_kbps_ = kbps;
+        stats_.video_target_kbps = kbps;
+        worker_.post([this, kbps] { venc_.set_bitrate(kbps); });
     }
 
     void send_hello(rtp::session_type type) {
@@ -526,6 +694,9 @@ private:
                                             [this](const rtp::rtcp::sender_report& sr) {
                                                 for (const auto& b : sr.blocks) on_report_block(b);
                                             },
+                                            [this](const rtp::rtcp::feedback& f) {
+                                                if (f.type == rtp::rtcp::type_rtpfb && f.fmt == rtp::twcc::fmt) on_transport_feedback(f.fci);
+                                            },
                                         },
                                         counts);
     }
@@ -535,6 +706,7 @@ private:
     config cfg_;
     steady_timer_for<typename Transport::executor_type> hello_timer_;
     steady_timer_for<typename Transport::executor_type> report_timer_;
+    steady_timer_for<typename Transport::executor_type> pace_timer_;
     // Codec thread state.
     typename video_codec::encoder venc_;
     typename audio_codec::encoder aenc_;
@@ -547,6 +719,9 @@ private:
     qos::retransmission_cache audio_cache_;
     qos::red_encoder red_;
     qos::flexfec_encoder fec_;
+    qos::congestion_controller cc_;
+    std::chrono::steady_clock::time_point pace_at_ = std::chrono::steady_clock::time_point::max(); ///< pace_timer_ armed for
+    int video_kbps_ = 0; ///< last bitrate given to the video encoder (network thread's view)
     qos::loss_estimate loss_;
     std::uint32_t rtx_ssrc_ = 0;
     std::uint16_t rtx_sequence_ = 0;

@@ -64,6 +64,7 @@ struct send_side_bwe_stats {
     std::uint64_t feedbacks = 0;     ///< feedback messages taken
     std::uint64_t acked = 0;         ///< packets reported received
     std::uint64_t lost = 0;          ///< packets reported not received (and not received since)
+    std::uint64_t late = 0;          ///< reported lost, then received (reordering across a report)
     std::uint64_t unknown = 0;       ///< entries for packets not in the send history
     std::uint64_t duplicates = 0;    ///< entries for packets already acknowledged
     std::uint64_t absurd = 0;        ///< whole messages ignored for impossible times
@@ -105,7 +106,7 @@ public:
     void on_sent(std::uint16_t transport_sequence, std::size_t bytes, time_point t, std::int32_t probe_cluster = -1) {
         const std::int64_t seq = send_unwrap_.unwrap(transport_sequence);
         sent& s = history_[static_cast<std::size_t>(seq) & (history_.size() - 1)];
-        s = {seq, us(t), static_cast<std::uint32_t>(bytes), probe_cluster, false, true};
+        s = {seq, us(t), static_cast<std::uint32_t>(bytes), probe_cluster, false, false, true};
         if (!started_) start(us(t));
         newest_sent_ = seq;
     }
@@ -120,7 +121,8 @@ public:
         probe_request r;
         r.id = next_probe_id_++;
         r.bitrate_bps = std::min(probe_rates_[0], cfg_.max_bps);
-        r.min_bytes = static_cast<std::size_t>(r.bitrate_bps * 15 / 8'000); // 15 ms worth at that rate
+        // 15 ms worth at that rate, and enough for the five packets a result needs.
+        r.min_bytes = std::max<std::size_t>(static_cast<std::size_t>(r.bitrate_bps * 15 / 8'000), 6'000);
         std::copy(probe_rates_.begin() + 1, probe_rates_.end(), probe_rates_.begin());
         --pending_probes_;
         probe_in_flight_ = r.id;
@@ -150,7 +152,7 @@ public:
             return false;
         }
         ++stats_.feedbacks;
-        std::uint64_t lost = 0, received = 0;
+        std::uint64_t lost = 0, received = 0, late = 0;
         for (const feedback_entry& e : entries) {
             sent* s = find(e.sequence);
             if (!s) {
@@ -158,7 +160,10 @@ public:
                 continue;
             }
             if (!e.received) {
-                if (!s->acked) ++lost;
+                if (!s->acked && !s->reported_lost) {
+                    s->reported_lost = true;
+                    ++lost;
+                }
                 continue;
             }
             if (s->acked) {
@@ -166,12 +171,20 @@ public:
                 continue;
             }
             s->acked = true;
+            if (s->reported_lost) { // reordered across a report: not lost after all
+                s->reported_lost = false;
+                ++late;
+            }
             ++received;
             on_acked(*s, e.arrival_us);
         }
         stats_.acked += received;
-        stats_.lost += lost;
-        loss_packets_ += received + lost;
+        stats_.lost = stats_.lost + lost - std::min(stats_.lost + lost, late);
+        stats_.late += late;
+        // A late one was counted in a loss window as lost: take it back out (from the
+        // current window; the past one was already acted on).
+        loss_packets_ += received + lost - std::min(received, late);
+        loss_lost_ -= std::min(loss_lost_, late);
         loss_lost_ += lost;
         update_loss_based(t);
         finish_probe(t);
@@ -225,6 +238,7 @@ private:
         std::uint32_t bytes = 0;
         std::int32_t cluster = -1;
         bool acked = false;
+        bool reported_lost = false;
         bool valid = false;
     };
     struct arrival {

@@ -14,7 +14,10 @@
 // after the newest packet. So each sequence number is reported once: received, or lost if
 // it had not arrived by then.
 //
-// - A packet that arrives after its sequence number was reported is late: ignored, counted.
+// - A packet that arrives after its sequence number was reported lost is late: counted, and
+//   reported again, received, in a message of its own at the next build (messages may
+//   cover a sequence number twice: lost, then received), so reordering across a report is
+//   not taken for loss. A second copy of it is a duplicate.
 // - A second copy of a packet still in the ring is a duplicate: ignored, counted.
 // - A reordered packet within the pending range simply takes its place.
 // - A 16-bit sequence number cannot itself show a jump of more than 2^15 (unwrapping takes
@@ -61,15 +64,18 @@ public:
     struct stats_type {
         std::uint64_t packets = 0;       ///< on_packet calls
         std::uint64_t duplicates = 0;    ///< copies of a packet already received
-        std::uint64_t late = 0;          ///< arrived after its sequence number was reported
+        std::uint64_t late = 0;          ///< arrived after its sequence number was reported (lost)
+        std::uint64_t late_reported = 0; ///< messages reporting such packets again, received
         std::uint64_t feedback_sent = 0; ///< RTCP messages handed to send
         std::uint64_t restarts = 0;      ///< jumps the ring could not hold
     };
 
     transport_feedback_generator() : transport_feedback_generator(config{}) {}
     explicit transport_feedback_generator(config c)
-        : cfg_(sanitized(c)), ring_(cfg_.history, none), builder_(cfg_.max_fci_bytes),
-          out_(cfg_.max_fci_bytes + rtp::rtcp::header_size + 8) {}
+        : cfg_(sanitized(c)), ring_(cfg_.history, none), late_(), builder_(cfg_.max_fci_bytes),
+          out_(cfg_.max_fci_bytes + rtp::rtcp::header_size + 8) {
+        late_.reserve(max_late);
+    }
 
     /// Records the arrival of the packet numbered `transport_sequence`.
     void on_packet(std::uint16_t transport_sequence, clock::time_point arrival) {
@@ -105,7 +111,11 @@ public:
         if (slot(s) != none) {
             ++stats_.duplicates;
         } else if (s < next_report_) {
+            // Reported lost already, then came after all (reordered across a report): the
+            // next build reports it again, received, so the sender does not count it lost.
             ++stats_.late;
+            slot(s) = us;
+            if (late_.size() < late_.capacity()) late_.push_back(s);
         } else {
             slot(s) = us; // reordered, still pending
         }
@@ -155,6 +165,29 @@ public:
             }
             next_report_ = last_added + 1;
         }
+        // Late arrivals, one message per run of consecutive sequence numbers (a gap inside a
+        // message would report the packets between as lost a second time).
+        std::sort(late_.begin(), late_.end());
+        for (std::size_t i = 0; i < late_.size();) {
+            std::size_t j = i;
+            if (slot(late_[i]) == none) { // overwritten since (a restart): nothing to say
+                ++i;
+                continue;
+            }
+            builder_.reset(static_cast<std::uint16_t>(late_[i]), slot(late_[i]), feedback_count_);
+            while (j < late_.size() && (j == i || late_[j] == late_[j - 1] + 1) && slot(late_[j]) != none &&
+                   builder_.add(static_cast<std::uint16_t>(late_[j]), slot(late_[j])))
+                ++j;
+            if (j == i) j = i + 1; // could not add even one: skip it
+            else if (const std::size_t n = builder_.write_rtcp(sender_ssrc, media_ssrc, out_); n > 0) {
+                send(rtp::bytes_view{out_.data(), n});
+                ++stats_.feedback_sent;
+                ++stats_.late_reported;
+                feedback_count_ = static_cast<std::uint8_t>(feedback_count_ + 1);
+            }
+            i = j;
+        }
+        late_.clear();
     }
 
     const stats_type& stats() const noexcept { return stats_; }
@@ -175,6 +208,7 @@ private:
     }
 
     void start(std::uint16_t seq, std::int64_t us) {
+        late_.clear();
         unwrap_.reset();
         const std::int64_t s = unwrap_.unwrap(seq);
         std::fill(ring_.begin(), ring_.end(), none);
@@ -183,6 +217,7 @@ private:
     }
 
     static constexpr int restart_after_behind = 16;
+    static constexpr std::size_t max_late = 256; ///< per build; more are counted, not reported again
 
     void restart(std::uint16_t seq, std::int64_t us) {
         ++stats_.restarts;
@@ -192,6 +227,7 @@ private:
 
     config cfg_;
     std::vector<std::int64_t> ring_; ///< arrival µs by unwrapped sequence, `none` if not received
+    std::vector<std::int64_t> late_; ///< arrived after being reported lost, to report again (capacity fixed)
     rtp::twcc::feedback_builder builder_;
     std::vector<std::uint8_t> out_;
     rtp::seq_unwrapper unwrap_;

@@ -60,6 +60,8 @@ struct relay_stats {
     std::uint64_t receiver_reports = 0;     ///< RRs sent to publishers
     std::uint64_t red_rebuilt = 0;          ///< audio packets of the publisher leg rebuilt from RED redundancy
     std::uint64_t malformed_red = 0;        ///< RED audio packets whose blocks failed to parse (forwarded as they are)
+    std::uint64_t transport_feedback_sent = 0; ///< transport-wide feedback messages sent to publishers
+    std::uint64_t padding_received = 0;     ///< padding-only packets from publishers (probes; dropped)
 };
 
 namespace detail {

@@ -21,6 +21,7 @@
 #include "onair/qos/red.hpp"
 #include "onair/qos/retransmission_cache.hpp"
 #include "onair/qos/rtx.hpp"
+#include "onair/qos/transport_feedback_generator.hpp"
 #include "onair/rtp/keyframe.hpp"
 #include "onair/core/overloaded.hpp"
 #include "onair/rtp/rtcp.hpp"
@@ -103,6 +104,9 @@ public:
         std::uint16_t fec_next = 0;        ///< next sequence number for fec_out
         std::uint16_t fec_high = 0;        ///< newest forwarded
         clock::time_point fec_blocked{};   ///< since when fec_next is awaited (zero: not waiting)
+        /// Arrival times of the publisher's packets by transport-wide sequence number, reported
+        /// back every 50 ms: its congestion controller's measurements of this leg.
+        qos::transport_feedback_generator transport_feedback;
 
         stream() : video_cache(1024), audio_cache(256) {}
     };
@@ -146,6 +150,12 @@ public:
         }
         ++s.packets_in;
         s.last_seen = ctx.now();
+        // Every datagram of the publisher leg is measured, whatever it turns out to be.
+        if (const auto tseq = p.transport_sequence()) s.transport_feedback.on_packet(*tseq, s.last_seen);
+        if (p.payload.empty() && p.padding > 0) { // padding only: the publisher probing the path
+            ++stats_.padding_received;
+            return;
+        }
         if (p.ssrc == s.desc.video_rtx_ssrc) return on_upstream_rtx(ctx, s, p, true);
         if (p.ssrc == s.desc.audio_rtx_ssrc) return on_upstream_rtx(ctx, s, p, false);
         if (p.ssrc == s.desc.video_fec_ssrc) return on_upstream_fec(ctx, s, p);
@@ -218,6 +228,13 @@ public:
             if (s.live && s.desc.video_rtx_ssrc) request_upstream(ctx, s, s.upstream, s.desc.video_ssrc, now);
             if (s.live && s.desc.audio_rtx_ssrc) request_upstream(ctx, s, s.audio_upstream, s.desc.audio_ssrc, now);
             if (s.live && now - s.last_report >= cfg_.report_interval) report_upstream(ctx, s, now);
+            if (s.live && s.transport_feedback.due(now)) {
+                s.transport_feedback.build(now, relay_ssrc, s.desc.video_ssrc ? s.desc.video_ssrc : s.desc.audio_ssrc,
+                                           [&](rtp::bytes_view b) {
+                                               ctx.send(s.publisher, b);
+                                               ++stats_.transport_feedback_sent;
+                                           });
+            }
             if (s.live) feed_fec(ctx, s, now);
         }
         std::erase_if(streams_, [](const auto& kv) { return !kv.second.live && kv.second.subscribers.empty(); });

@@ -341,3 +341,28 @@ TEST_CASE("send_side_bwe: unknown, duplicated and absurd feedback is counted and
     CHECK(b.on_feedback(sane, at_us(950'000)));
     CHECK(b.stats().acked == 52);
 }
+
+TEST_CASE("send_side_bwe: a packet reported lost and then received (reordered across a report) is not loss") {
+    send_side_bwe_config c;
+    c.probing = false;
+    send_side_bwe b(c);
+    for (std::uint16_t s = 0; s < 40; ++s) b.on_sent(s, 1000, at_us(s * 5'000));
+    // First report: 0..9, with 5 and 6 not (yet) received (fewer than the 20 packets a loss
+    // window needs: the window stays open).
+    std::vector<send_side_bwe::feedback_entry> first;
+    for (std::uint16_t s = 0; s < 10; ++s) first.push_back({s, s != 5 && s != 6, 50'000 + s * 5'000});
+    REQUIRE(b.on_feedback(first, at_us(200'000)));
+    CHECK(b.stats().lost == 2);
+    // The next: 10..39, then 5 again, received after all; 6 reported lost a second time
+    // (a receiver repeating itself) is not a second loss.
+    std::vector<send_side_bwe::feedback_entry> second;
+    for (std::uint16_t s = 10; s < 40; ++s) second.push_back({s, true, 50'000 + s * 5'000});
+    second.push_back({5, true, 160'000});
+    second.push_back({6, false, 0});
+    REQUIRE(b.on_feedback(second, at_us(300'000)));
+    CHECK(b.stats().late == 1);
+    CHECK(b.stats().lost == 1);
+    CHECK(b.stats().acked == 39);
+    // 40 packets, one lost: the loss window says 2.5 %, not 5 %.
+    CHECK(b.stats().loss == doctest::Approx(1.0 / 40).epsilon(0.01));
+}
