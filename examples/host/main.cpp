@@ -44,6 +44,7 @@ int publish(const command_line& cli) {
     cfg.audio.fec = cfg.audio_redundancy > 0;
     cfg.audio.expected_loss_pct = cfg.audio.fec ? 10 : 0;
     cfg.video_fec = cli.get("fec", "on") != "off";
+    cfg.congestion_control = cli.get("cc", "on") != "off";
 
     asio::io_context io(1);
     const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
@@ -99,7 +100,8 @@ int main(int argc, char** argv) {
                       {"bitrate", "KBPS", "video bitrate (default 1000)"},
                       {"seconds", "N", "how long to publish (default 10)"},
                       {"red", "N", "redundant audio frames per packet, RFC 2198 (0..2, default 0; above 0 also turns Opus in-band FEC on)"},
-                      {"fec", "on|off", "FlexFEC for video, adapted to the relay's reported loss (default on)"}});
+                      {"fec", "on|off", "FlexFEC for video, adapted to the relay's reported loss (default on)"},
+                      {"cc", "on|off", "congestion control: pace and follow the path's estimated bitrate up to --bitrate (default on)"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
         const std::string video = cli.get("video", "vp8");
         if (video == "vp8") return publish<onair::codec::vp8>(cli);

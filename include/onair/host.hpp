@@ -70,6 +70,8 @@ struct host_stats {
     std::uint64_t probes = 0;               ///< probe clusters sent
     std::uint64_t padding_packets = 0;
     std::uint64_t pacer_dropped = 0;        ///< packets the pacer's bounded queue gave up
+    std::uint64_t retransmissions_limited = 0; ///< requested packets not resent: over the retransmission budget
+    std::uint64_t video_frames_congested = 0;  ///< raw frames not encoded: the pacer was more than 150 ms behind
     bool published = false;                 ///< the relay acknowledged the publish hello
     bool refused = false;                   ///< the relay refused the stream name
 };
@@ -148,6 +150,11 @@ public:
         bool congestion_control = true;
         int start_bitrate_kbps = 300; ///< whole stream; 0: start at video.bitrate_kbps + audio
         int min_video_kbps = 50;
+        /// With congestion control: let the video encoder step down when its share is too
+        /// low: its rate control drops frames (video.drop_frame_threshold, 30 % if left at
+        /// 0), and raw frames are not encoded while the pacer is 150 ms behind. Scaling the
+        /// picture down is video.resize_allowed (off by default: each resize is a key frame).
+        bool adapt_video = true;
         qos::pacer_config pacer{};
     };
 
@@ -182,8 +189,13 @@ public:
     /// Opens the encoders, announces the stream to the relay and starts the timers.
     std::error_code start() {
         if (cfg_.stream.empty() || cfg_.stream.size() > rtp::max_stream_name) return errc::unknown_stream;
-        if (cfg_.send_video)
-            if (auto ec = venc_.open(cfg_.video)) return ec;
+        if (cfg_.send_video) {
+            auto vc = cfg_.video;
+            if (cfg_.congestion_control && cfg_.adapt_video) {
+                if (vc.drop_frame_threshold == 0) vc.drop_frame_threshold = 30;
+            }
+            if (auto ec = venc_.open(vc)) return ec;
+        }
         if (cfg_.send_audio)
             if (auto ec = aenc_.open(cfg_.audio)) return ec;
         running_ = true;
@@ -223,6 +235,15 @@ public:
         worker_.post([this, f = std::move(f)] {
             --pending_video_;
             sink_.on_video(f);
+            if (cfg_.congestion_control && cfg_.adapt_video &&
+                stats_.pacer_queue_us.load(std::memory_order_relaxed) > static_cast<std::uint64_t>(pacer_congested.count())) {
+                // The pacer still holds more than this of what was encoded: the path is
+                // behind the encoder (its rate control lags a sudden drop). Not encoding this
+                // frame is the frame-rate step down; it costs no reference (the encoder never
+                // saw it).
+                ++stats_.video_frames_congested;
+                return;
+            }
             if (key_requested_.exchange(false)) venc_.request_keyframe();
             const auto ec = venc_.encode(f, [this](encoded_frame&& ef) {
                 ++stats_.video_frames_encoded;
@@ -291,6 +312,8 @@ public:
         s.probes = stats_.probes;
         s.padding_packets = stats_.padding_packets;
         s.pacer_dropped = stats_.pacer_dropped;
+        s.retransmissions_limited = stats_.retransmissions_limited;
+        s.video_frames_congested = stats_.video_frames_congested;
         s.published = stats_.published;
         s.refused = stats_.refused;
         return s;
@@ -333,7 +356,8 @@ private:
             audio_frames_before_publish{0},
             nacks_received{0}, retransmissions{0}, retransmission_bytes{0}, redundancy_bytes{0}, fec_packets{0}, fec_bytes{0},
             audio_retransmissions{0}, reported_loss_permille{0}, transport_feedback{0}, malformed_feedback{0}, overuses{0},
-            probes{0}, padding_packets{0}, pacer_dropped{0}, pacer_queue_us{0};
+            probes{0}, padding_packets{0}, pacer_dropped{0}, pacer_queue_us{0}, retransmissions_limited{0},
+            video_frames_congested{0};
         std::atomic<std::int64_t> target_bps{0}, acked_bps{0};
         std::atomic<int> video_target_kbps{0};
         std::atomic<std::uint32_t> fec_delta{0}, fec_key{0};
@@ -477,7 +501,19 @@ private:
                                         : qos::write_rtx(p, audio_rtx_ssrc_, cfg_.audio_rtx_payload_type, audio_rtx_sequence_++, rtx.capacity());
             if (n == 0) return;
             rtx.resize(n);
-            const int copies = loss_.repair_copies();
+            int copies = loss_.repair_copies();
+            if (cfg_.congestion_control) {
+                // Retransmissions share the path with the media: at most half the target
+                // (over a 1 s bucket). A congested path that drops packets must not be
+                // answered with more of them.
+                refill_rtx_budget(t);
+                copies = std::min<int>(copies, static_cast<int>(rtx_budget_ / static_cast<double>(n)));
+                if (copies <= 0) {
+                    ++stats_.retransmissions_limited;
+                    return;
+                }
+                rtx_budget_ -= static_cast<double>(n) * copies;
+            }
             // Each copy is its own datagram on the wire (and gets its own transport-wide
             // number as it leaves the pacer).
             for (int c = 0; c < copies; ++c) out(rtx, qos::pacer_priority::retransmission);
@@ -508,6 +544,16 @@ private:
         return payload * static_cast<std::int64_t>(1 + c.audio_redundancy) + 50 * 40 * 8;
     }
 
+    void refill_rtx_budget(std::chrono::steady_clock::time_point t) {
+        const double rate = static_cast<double>(cc_.target_bps()) * rtx_share / 8.0; // bytes per second
+        if (rtx_refilled_ != std::chrono::steady_clock::time_point{})
+            rtx_budget_ += rate * std::chrono::duration<double>(t - rtx_refilled_).count();
+        else
+            rtx_budget_ = rate;
+        rtx_budget_ = std::min(rtx_budget_, rate); // at most a second's worth
+        rtx_refilled_ = t;
+    }
+
     /// Hands a packet to the wire: through the pacer with congestion control, at once without.
     void out(packet_ref pkt, qos::pacer_priority prio) {
         if (!cfg_.congestion_control) {
@@ -524,7 +570,7 @@ private:
         const auto now = std::chrono::steady_clock::now();
         cc_.process(
             now, [this](std::span<const std::uint8_t> d) { transport_.send_to(asio::buffer(d.data(), d.size()), cfg_.relay); },
-            [this](std::size_t bytes) { return make_padding(bytes); });
+            [this](std::size_t want) { return make_padding(want); });
         const auto& ps = cc_.pacing().stats();
         stats_.probes = ps.probe_clusters_started;
         stats_.padding_packets = cc_.padding_packets();
@@ -556,7 +602,7 @@ private:
 
     /// A padding-only packet on the video RTX SSRC (RFC 3550 padding, no payload): probes
     /// the path when no media is queued. The relay counts and drops it.
-    packet_ref make_padding(std::size_t bytes) {
+    packet_ref make_padding(std::size_t want) {
         if (!cfg_.send_video) return {};
         rtp::header h;
         h.payload_type = cfg_.video_rtx_payload_type;
@@ -568,7 +614,7 @@ private:
         auto buf = pkt.capacity();
         const std::size_t n = rtp::write_header(h, buf);
         if (n == 0) return {};
-        const std::size_t pad = std::clamp<std::size_t>(bytes > n ? bytes - n : 1, 1, 255);
+        const std::size_t pad = std::clamp<std::size_t>(want > n ? want - n : 1, 1, 255);
         buf[0] = static_cast<std::uint8_t>(buf[0] | 0x20);
         std::memset(buf.data() + n, 0, pad - 1);
         buf[n + pad - 1] = static_cast<std::uint8_t>(pad);
@@ -722,6 +768,10 @@ private:
     qos::congestion_controller cc_;
     std::chrono::steady_clock::time_point pace_at_ = std::chrono::steady_clock::time_point::max(); ///< pace_timer_ armed for
     int video_kbps_ = 0; ///< last bitrate given to the video encoder (network thread's view)
+    static constexpr std::chrono::microseconds pacer_congested{150'000}; ///< pacer queue age that skips frames
+    static constexpr double rtx_share = 0.5; ///< of the target, for retransmissions (congestion control on)
+    double rtx_budget_ = 0;                  ///< bytes
+    std::chrono::steady_clock::time_point rtx_refilled_{};
     qos::loss_estimate loss_;
     std::uint32_t rtx_ssrc_ = 0;
     std::uint16_t rtx_sequence_ = 0;

@@ -126,6 +126,10 @@ scenario_result run_forwarding(Env& env, int width, int height, int fps, int kbp
     hc.video.bitrate_kbps = kbps;
     hc.max_pending_video = 1000; // a loaded test machine may stall the encoder; never drop
     hc.audio_redundancy = audio_redundancy;
+    // A fixed-rate sender: these scenarios check what is forwarded packet for packet and the
+    // quality at the configured bitrate (congestion control would start lower and add
+    // padding probes); tests/integration/congestion.cpp covers the adaptive sender.
+    hc.congestion_control = false;
     if (audio_redundancy) {
         hc.audio.fec = true;
         hc.audio.expected_loss_pct = 20;

@@ -56,8 +56,8 @@ public:
         if (auto probe = bwe_.next_probe(now)) pacer_.add_probe_cluster(probe->id, probe->bitrate_bps, probe->min_bytes, probe->min_duration);
         pacer_.process(
             now, [&](packet_ref&& p, const pacer_send_info& info) { transmit(p, info, now, send); },
-            [&](std::size_t bytes, const pacer_send_info& info) -> std::size_t {
-                packet_ref p = pad(bytes);
+            [&](std::size_t want, const pacer_send_info& info) -> std::size_t {
+                packet_ref p = pad(want);
                 if (!p) return 0;
                 const std::size_t n = p.size();
                 ++padding_;

@@ -331,6 +331,9 @@ public:
     }
 
     std::uint64_t decreases() const noexcept { return decreases_; }
+    /// Drops the learned link capacity (a probe found more): the increase is multiplicative
+    /// again until the next over-use.
+    void forget_capacity() noexcept { cap_ = -1; }
 
 private:
     double cap_std() const noexcept { return std::sqrt(std::max(cap_var_, 0.0)) * std::max(cap_, 1.0); }

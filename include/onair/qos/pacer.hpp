@@ -121,6 +121,10 @@ public:
     void set_rates(std::int64_t pacing_bps, std::int64_t padding_bps) noexcept {
         pacing_bps_ = std::max<std::int64_t>(pacing_bps, 0);
         padding_bps_ = std::max<std::int64_t>(padding_bps, 0);
+        // A debt run up at a higher rate is not repaid at a lower one for longer than one
+        // interval (plus a datagram): a rate cut must not stall the queue.
+        const std::int64_t datagram = static_cast<std::int64_t>(max_datagram_size) * unit_per_byte;
+        media_budget_ = std::max(media_budget_, -(pacing_bps_ * cfg_.burst_interval.count() + datagram));
     }
 
     /// Queues `p` (its size() is what the budget is charged). Returns false when it was

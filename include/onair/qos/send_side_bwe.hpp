@@ -50,6 +50,11 @@ struct send_side_bwe_config {
     std::size_t history = 8192;                          ///< sent packets remembered (power of two)
     std::chrono::microseconds throughput_window{500'000}; ///< of arrival time, for the acknowledged rate
     bool probing = true;
+    /// While no over-use was seen for this long (and no probe for as long), a probe at twice
+    /// the target checks for capacity the additive increase would take many seconds to find.
+    /// 0 = off (the default: on the RFC 8867 cases it halves some ramp-up times but raises
+    /// p95 queuing delay over 100 ms in three phases; see docs/benchmarks.md).
+    std::chrono::microseconds periodic_probe{0};
 };
 
 struct send_side_bwe_stats {
@@ -116,6 +121,11 @@ public:
     std::optional<probe_request> next_probe(time_point now) {
         if (!cfg_.probing || !started_) return std::nullopt;
         const std::int64_t t = us(now);
+        if (pending_probes_ == 0 && probe_in_flight_ < 0 && cfg_.periodic_probe.count() > 0 && target_ < cfg_.max_bps &&
+            t - std::max(last_overuse_us_, probe_sent_us_) >= cfg_.periodic_probe.count()) {
+            probe_rates_[0] = std::min(2 * target_, cfg_.max_bps);
+            pending_probes_ = 1;
+        }
         if (pending_probes_ == 0) return std::nullopt;
         if (probe_in_flight_ >= 0 && t - probe_sent_us_ < 1'000'000) return std::nullopt; // one at a time
         probe_request r;
@@ -359,6 +369,7 @@ private:
             const auto usage = trend_.update(d->send_delta_us, d->arrival_delta_us, d->arrival_us);
             const std::int64_t before = aimd_.estimate();
             aimd_.update(usage, acked_bps_, us_now_hint(s.send_us));
+            if (usage == bandwidth_usage::overusing) last_overuse_us_ = s.send_us;
             if (aimd_.estimate() < before && usage == bandwidth_usage::overusing) {
                 ++stats_.overuses;
                 note_drop(before, aimd_.estimate(), s.send_us);
@@ -408,7 +419,10 @@ private:
     void probe_result(std::int64_t bps, std::int64_t t) {
         ++stats_.probe_results;
         probe_in_flight_ = -1;
-        if (bps > aimd_.estimate()) aimd_.set_estimate(bps, t);
+        if (bps > aimd_.estimate()) {
+            aimd_.set_estimate(bps, t);
+            aimd_.forget_capacity(); // the path carries more than was learned at the last over-use
+        }
         loss_based_ = std::max(loss_based_, std::min(bps, cfg_.max_bps));
         // Exponential probing while probes come back close to what they asked.
         if (bps >= probe_asked_bps_ * 7 / 10 && probe_asked_bps_ < cfg_.max_bps && pending_probes_ == 0) {
@@ -493,6 +507,7 @@ private:
     std::int64_t probe_sent_us_ = 0;
     cluster_state cluster_;
     std::int64_t rate_before_drop_ = 0;
+    std::int64_t last_overuse_us_ = 0;
     std::int64_t drop_us_ = 0;
 
     std::int64_t target_ = 0;

@@ -18,6 +18,9 @@ struct video_config {
     int min_quantizer = 2;
     int max_quantizer = 56;       ///< 0..63
     int drop_frame_threshold = 0; ///< rc_dropframe_thresh in percent (0 = never drop frames)
+    /// Let the encoder scale the picture down (and back up) when the bitrate is too low for
+    /// its size (libvpx spatial resampling, rc_resize_allowed; a resized frame is a keyframe).
+    bool resize_allowed = false;
 };
 
 } // namespace onair::codec

@@ -78,7 +78,7 @@ public:
         cfg_.rc_min_quantizer = static_cast<unsigned>(std::clamp(c.min_quantizer, 0, 63));
         cfg_.rc_max_quantizer = static_cast<unsigned>(std::clamp(c.max_quantizer, 0, 63));
         cfg_.rc_dropframe_thresh = static_cast<unsigned>(std::max(c.drop_frame_threshold, 0));
-        cfg_.rc_resize_allowed = 0;
+        cfg_.rc_resize_allowed = c.resize_allowed ? 1 : 0;
         cfg_.rc_undershoot_pct = Traits::undershoot_pct;
         cfg_.rc_overshoot_pct = Traits::overshoot_pct;
         cfg_.rc_buf_initial_sz = 500;
