@@ -8,6 +8,7 @@
 #include "onair/core/packet_buffer.hpp"
 #include "onair/core/timer.hpp"
 #include "onair/core/random.hpp"
+#include "onair/core/scale.hpp"
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
 #include "onair/qos/congestion_controller.hpp"
@@ -71,7 +72,8 @@ struct host_stats {
     std::uint64_t padding_packets = 0;
     std::uint64_t pacer_dropped = 0;        ///< packets the pacer's bounded queue gave up
     std::uint64_t retransmissions_limited = 0; ///< requested packets not resent: over the retransmission budget
-    std::uint64_t video_frames_congested = 0;  ///< raw frames not encoded: the pacer was more than 150 ms behind
+    std::uint64_t video_frames_congested = 0;  ///< raw frames not encoded: the pacer was more than 150 ms behind (at most every other one)
+    std::uint64_t resolution_changes = 0;      ///< encoder reopened at another picture size (adapt_resolution)
     bool published = false;                 ///< the relay acknowledged the publish hello
     bool refused = false;                   ///< the relay refused the stream name
 };
@@ -155,6 +157,12 @@ public:
         /// 0), and raw frames are not encoded while the pacer is 150 ms behind. Scaling the
         /// picture down is video.resize_allowed (off by default: each resize is a key frame).
         bool adapt_video = true;
+        /// With congestion control: halve the picture (down to a quarter) while the video
+        /// share is under 0.05 bits per pixel per frame, and double it back above 0.09
+        /// (onair::resolution_ladder; each step is a key frame of the new size). Receivers
+        /// see the size change in the stream; sinks that need one size (Y4M files) do not
+        /// want it, so it is off by default.
+        bool adapt_resolution = false;
         qos::pacer_config pacer{};
     };
 
@@ -195,6 +203,7 @@ public:
                 if (vc.drop_frame_threshold == 0) vc.drop_frame_threshold = 30;
             }
             if (auto ec = venc_.open(vc)) return ec;
+            encoder_config_ = vc;
         }
         if (cfg_.send_audio)
             if (auto ec = aenc_.open(cfg_.audio)) return ec;
@@ -235,17 +244,21 @@ public:
         worker_.post([this, f = std::move(f)] {
             --pending_video_;
             sink_.on_video(f);
-            if (cfg_.congestion_control && cfg_.adapt_video &&
+            if (cfg_.congestion_control && cfg_.adapt_video && !skipped_last_ &&
                 stats_.pacer_queue_us.load(std::memory_order_relaxed) > static_cast<std::uint64_t>(pacer_congested.count())) {
                 // The pacer still holds more than this of what was encoded: the path is
                 // behind the encoder (its rate control lags a sudden drop). Not encoding this
-                // frame is the frame-rate step down; it costs no reference (the encoder never
-                // saw it).
+                // frame is the frame-rate step down (at most every other frame: skipping
+                // more would be a freeze of its own); it costs no reference (the encoder
+                // never saw it).
                 ++stats_.video_frames_congested;
+                skipped_last_ = true;
                 return;
             }
+            skipped_last_ = false;
+            const video_frame& in = encoder_input(f);
             if (key_requested_.exchange(false)) venc_.request_keyframe();
-            const auto ec = venc_.encode(f, [this](encoded_frame&& ef) {
+            const auto ec = venc_.encode(in, [this](encoded_frame&& ef) {
                 ++stats_.video_frames_encoded;
                 if (ef.keyframe) ++stats_.keyframes;
                 asio::post(transport_.get_executor(),
@@ -314,6 +327,7 @@ public:
         s.pacer_dropped = stats_.pacer_dropped;
         s.retransmissions_limited = stats_.retransmissions_limited;
         s.video_frames_congested = stats_.video_frames_congested;
+        s.resolution_changes = stats_.resolution_changes;
         s.published = stats_.published;
         s.refused = stats_.refused;
         return s;
@@ -357,7 +371,7 @@ private:
             nacks_received{0}, retransmissions{0}, retransmission_bytes{0}, redundancy_bytes{0}, fec_packets{0}, fec_bytes{0},
             audio_retransmissions{0}, reported_loss_permille{0}, transport_feedback{0}, malformed_feedback{0}, overuses{0},
             probes{0}, padding_packets{0}, pacer_dropped{0}, pacer_queue_us{0}, retransmissions_limited{0},
-            video_frames_congested{0};
+            video_frames_congested{0}, resolution_changes{0};
         std::atomic<std::int64_t> target_bps{0}, acked_bps{0};
         std::atomic<int> video_target_kbps{0};
         std::atomic<std::uint32_t> fec_delta{0}, fec_key{0};
@@ -525,6 +539,37 @@ private:
         pace();
     }
 
+    /// Codec thread: the frame the encoder gets, at the size the resolution ladder chose
+    /// for the current video share (the encoder is reopened at a new size).
+    const video_frame& encoder_input(const video_frame& f) {
+        if (!cfg_.congestion_control || !cfg_.adapt_resolution) return f;
+        const int d = ladder_.update(f.width, f.height, cfg_.video.fps, video_share_kbps_.load(std::memory_order_relaxed),
+                                     std::chrono::steady_clock::now());
+        if (d != encoder_divisor_) {
+            auto vc = encoder_config_;
+            vc.width = d >= 2 ? (f.width + 1) / 2 : f.width;
+            vc.height = d >= 2 ? (f.height + 1) / 2 : f.height;
+            if (d >= 4) {
+                vc.width = (vc.width + 1) / 2;
+                vc.height = (vc.height + 1) / 2;
+            }
+            vc.bitrate_kbps = std::max(video_share_kbps_.load(std::memory_order_relaxed), 1);
+            if (venc_.open(vc)) {
+                ++stats_.encode_errors;
+                (void)venc_.open(encoder_config_); // back to the full size
+                encoder_divisor_ = 1;
+                return f;
+            }
+            encoder_divisor_ = d;
+            ++stats_.resolution_changes;
+        }
+        if (d == 1) return f;
+        downscale_half(f, half_);
+        if (d == 2) return half_;
+        downscale_half(half_, quarter_);
+        return quarter_;
+    }
+
     // ---- pacing and congestion control (network thread) ----
 
     static qos::congestion_controller_config cc_config(const config& c) {
@@ -648,6 +693,7 @@ private:
         if (video_kbps_ != 0 && std::abs(kbps - video_kbps_) * 20 < video_kbps_) return;
         video_kbps_ = kbps;
         stats_.video_target_kbps = kbps;
+        video_share_kbps_.store(kbps, std::memory_order_relaxed);
         worker_.post([this, kbps] { venc_.set_bitrate(kbps); });
     }
 
@@ -781,7 +827,14 @@ private:
     std::array<std::uint8_t, max_datagram_size> rx_{};
     transport::endpoint rx_from_;
     bool running_ = false;
+    // Codec thread state (resolution steps).
+    typename video_codec::config encoder_config_{};
+    resolution_ladder ladder_;
+    int encoder_divisor_ = 1;
+    bool skipped_last_ = false; ///< the previous raw frame was not encoded (pacer congested)
+    video_frame half_, quarter_;
     // Shared.
+    std::atomic<int> video_share_kbps_{0};
     std::atomic<int> pending_video_{0};
     std::atomic<bool> key_requested_{false};
     atomic_stats stats_;

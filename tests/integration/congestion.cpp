@@ -2,10 +2,11 @@
 // The host's uplink carries 2 Mbps for 5 s, then a bottleneck of 500 kbps appears (a
 // drop-tail queue of 300 ms in front of it). With congestion control the host learns the
 // path from the relay's transport-wide feedback, ramps its 1 Mbps video up to it, then
-// follows the drop down within a few seconds, and the bottleneck queue overflows only in
+// follows the drop down within a few seconds (halving the picture and skipping frames
+// while the encoder's rate control catches up), and the bottleneck queue overflows only in
 // the transition. The same run with congestion control off keeps sending 1 Mbps into
-// 500 kbps: more than half of it is dropped at the queue. That second run is what shows
-// the first one's checks would fail without the mechanism.
+// 500 kbps: most of it is dropped at the queue and the viewer stalls. That second run is
+// what shows the first one's checks would fail without the mechanism.
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
 #include <onair/host.hpp>
@@ -80,6 +81,7 @@ outcome run(bool congestion_control) {
     hc.video.bitrate_kbps = 1000;
     hc.max_pending_video = 1000;
     hc.congestion_control = congestion_control;
+    hc.adapt_resolution = true; // the sink discards frames: size changes are fine
     basic_host<av, link> host(hc, sink::null{}, transport::link_config{up, clean, 3}, io, net);
     basic_viewer<av, link>::config vc;
     vc.relay = relay.local_endpoint();
@@ -163,7 +165,7 @@ TEST_CASE("a 500 kbps bottleneck appears mid-stream: the host follows it down an
         MESSAGE("t " << cc.samples[i].t_s << " s: target " << h.target_bps / 1000 << " kbps, acked " << h.acked_bps / 1000
                 << ", video " << h.video_target_kbps << ", pacer queue " << h.pacer_queue_ms << " ms, keyframes " << h.keyframes
                 << " (" << h.keyframe_requests << " asked), rtx " << h.retransmissions << " (" << h.retransmissions_limited
-                << " over budget), frames skipped " << h.video_frames_congested);
+                << " over budget), frames skipped " << h.video_frames_congested << ", resolution changes " << h.resolution_changes);
     }
     REQUIRE(cc.host.transport_feedback > 100); // the relay reported every 50 ms
     CHECK(cc.host.malformed_feedback == 0);
@@ -176,16 +178,17 @@ TEST_CASE("a 500 kbps bottleneck appears mid-stream: the host follows it down an
     CHECK(max_video_kbps(cc, drop_at_s + 3, seconds) < 450);
     // The queue overflows at the drop only, until the estimate has followed it.
     CHECK(cc.uplink.dropped_queue < cc.uplink.sent / 5);
+    // Not yet shown, and so not asserted: the viewer's freeze ratio staying at or under
+    // 1 % through the drop (it is 10-30 % here; docs/benchmarks.md says why).
 
     const outcome fixed = run(false);
     MESSAGE("without: uplink queue drops " << fixed.uplink.dropped_queue << " of " << fixed.uplink.sent << "; viewer frames "
             << fixed.viewer.video_frames << "/" << fixed.frames_sent << ", freeze ratio " << fixed.viewer.freeze_ratio() * 100 << " %");
     // Without congestion control the sender keeps 1 Mbps (and its repairs) going into
-    // 500 kbps: the queue drops several times more, which the checks above rule out.
+    // 500 kbps: most of it is dropped at the queue and the viewer stalls. (Its freeze ratio
+    // can read low: a stall that lasts to the end of the run has no frame after it to close
+    // the gap, so video_frames tells it.)
     CHECK(fixed.uplink.dropped_queue > fixed.uplink.sent / 5);
     CHECK(fixed.uplink.dropped_queue > 10 * cc.uplink.dropped_queue);
-    // Not yet shown, and so not asserted: the viewer's freeze ratio stays at or under 1 %
-    // through the drop. After it the encoder's key frames (asked for by the viewer for
-    // holes the capped retransmissions did not fill) outgrow the video share, the pacer
-    // queue builds up, and the viewer freezes for a few seconds (see docs/benchmarks.md).
+    CHECK((fixed.viewer.freeze_ratio() > 0.01 || fixed.viewer.video_frames * 10 < fixed.frames_sent * 9));
 }
