@@ -58,6 +58,7 @@ struct host_stats {
     std::uint64_t fec_bytes = 0;            ///< their datagram bytes (included in bytes_sent)
     std::uint64_t audio_retransmissions = 0; ///< audio RTX packets sent (included in retransmissions)
     double reported_loss = 0;               ///< video loss the relay reports (smoothed, 0..1): sets FEC protection
+    double rtt_ms = 0;                      ///< round trip to the relay (RFC 3550, from its receiver reports)
     std::uint32_t fec_delta_per_10 = 0;     ///< FEC repair packets per 10 media packets now: delta frames
     std::uint32_t fec_key_per_10 = 0;       ///< and key frames
     // Congestion control (zero when off).
@@ -315,6 +316,7 @@ public:
         s.reported_loss = static_cast<double>(stats_.reported_loss_permille.load()) / 1000.0;
         s.fec_delta_per_10 = stats_.fec_delta;
         s.fec_key_per_10 = stats_.fec_key;
+        s.rtt_ms = static_cast<double>(stats_.rtt_us.load()) / 1000.0;
         s.target_bps = stats_.target_bps;
         s.acked_bps = stats_.acked_bps;
         s.video_target_kbps = stats_.video_target_kbps;
@@ -371,7 +373,7 @@ private:
             nacks_received{0}, retransmissions{0}, retransmission_bytes{0}, redundancy_bytes{0}, fec_packets{0}, fec_bytes{0},
             audio_retransmissions{0}, reported_loss_permille{0}, transport_feedback{0}, malformed_feedback{0}, overuses{0},
             probes{0}, padding_packets{0}, pacer_dropped{0}, pacer_queue_us{0}, retransmissions_limited{0},
-            video_frames_congested{0}, resolution_changes{0};
+            video_frames_congested{0}, resolution_changes{0}, rtt_us{0};
         std::atomic<std::int64_t> target_bps{0}, acked_bps{0};
         std::atomic<int> video_target_kbps{0};
         std::atomic<std::uint32_t> fec_delta{0}, fec_key{0};
@@ -493,6 +495,11 @@ private:
     /// sets the FEC protection, and whether retransmissions go twice.
     void on_report_block(const rtp::rtcp::report_block& b) {
         if (b.ssrc != video_.ssrc) return;
+        // RFC 3550 round trip from our SR the relay echoes: paces the estimator's increase.
+        if (const auto rtt = rtp::rtcp::round_trip_time(b, static_cast<std::uint32_t>(to_ntp(now()) >> 16)); rtt && *rtt < std::chrono::seconds(10)) {
+            cc_.set_rtt(*rtt);
+            stats_.rtt_us = static_cast<std::uint64_t>(rtt->count());
+        }
         const double loss = loss_.on_report(b.fraction_lost);
         stats_.reported_loss_permille = static_cast<std::uint64_t>(loss * 1000.0 + 0.5);
         if (!cfg_.video_fec) return;

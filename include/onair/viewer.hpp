@@ -74,9 +74,12 @@ struct viewer_stats {
     std::uint64_t retransmissions = 0;         ///< RTX packets received
     double rtt_ms = 0;                         ///< from request-to-retransmission times
     std::uint64_t audio_concealed = 0;         ///< 20 ms frames produced by loss concealment (PLC)
-    std::uint64_t freezes = 0;                 ///< gaps > 500 ms between rendered video frames
+    /// Gaps > 500 ms between rendered video frames. A gap still open counts too, up to the
+    /// last video packet received: a viewer that gets packets but renders nothing is frozen
+    /// (a stream that ended is not).
+    std::uint64_t freezes = 0;
     double frozen_s = 0;                       ///< total length of those gaps
-    double playback_s = 0;                     ///< first to last rendered video frame
+    double playback_s = 0;                     ///< first rendered video frame to the last (or to the last packet, in an open gap)
     double freeze_ratio() const noexcept { return playback_s > 0 ? frozen_s / playback_s : 0.0; }
     double concealment_ratio() const noexcept {
         const auto all = audio_frames + audio_concealed;
@@ -198,6 +201,16 @@ public:
         std::lock_guard lock(mu_);
         viewer_stats s = stats_;
         s.audio_played = audio_played_.load();
+        if (last_render_) {
+            const std::chrono::steady_clock::time_point last_packet{
+                std::chrono::steady_clock::duration{last_video_packet_.load(std::memory_order_relaxed)}};
+            const double open = std::chrono::duration<double>(last_packet - *last_render_).count();
+            if (open > 0.5) {
+                ++s.freezes;
+                s.frozen_s += open;
+                s.playback_s += open;
+            }
+        }
         if (first_packet_) s.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - *first_packet_).count();
         return s;
     }
@@ -324,6 +337,7 @@ private:
     void on_media(const rtp::packet_view& p, bool retransmission = false, bool from_fec = false) {
         const auto t = std::chrono::steady_clock::now();
         if (p.ssrc == desc_.video_ssrc) {
+            last_video_packet_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
             // FEC needs every packet held, however it came (not those it rebuilt: it has them).
             if (fec_ && !from_fec) fec_->add_media(p.whole, [this](rtp::bytes_view r) { hold_recovered(r); });
             const bool first = !video_started_;
@@ -880,6 +894,7 @@ private:
     std::atomic<std::uint64_t> audio_played_{0};
     std::optional<double> audio_latency_; // under mu_
     std::optional<std::chrono::steady_clock::time_point> last_render_; // under mu_
+    std::atomic<std::chrono::steady_clock::rep> last_video_packet_{0}; ///< arrival of the newest video packet
     // Shared, under mu_.
     mutable std::mutex mu_;
     rtp::stream_description desc_;
