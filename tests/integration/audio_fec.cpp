@@ -2,6 +2,8 @@
 // packet rebuilds it from its successor's LBRR when the stream is in SILK/hybrid mode
 // (`audio_fec`), and conceals it (`audio_concealed`) when the stream is CELT-only (those
 // packets carry no LBRR, and decoding their "FEC" would be PLC under another name).
+#include "support/on_io.hpp"
+
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
 #include <onair/rtp/packet.hpp>
@@ -24,19 +26,7 @@ namespace {
 
 using codec_type = codec::av<codec::vp8, codec::opus>;
 
-template <class F>
-auto on_io(asio::io_context& io, F&& f) {
-    std::promise<decltype(f())> p;
-    asio::post(io, [&] {
-        if constexpr (std::is_void_v<decltype(f())>) {
-            f();
-            p.set_value();
-        } else {
-            p.set_value(f());
-        }
-    });
-    return p.get_future().get();
-}
+using onair_test::on_io;
 
 /// Plays 1.5 s of tone encoded with `app` through a fake relay, packet 20 missing; returns
 /// the viewer's stats and the TOC config of the packet after the hole.

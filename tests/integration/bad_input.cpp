@@ -1,6 +1,8 @@
 // Bad input never crashes a node: truncated and garbage RTP/RTCP, wrong extension lengths,
 // CSRC overflow, unknown streams, spoofed sources and oversized datagrams are counted and
 // dropped, and the streams already flowing are not disturbed.
+#include "support/on_io.hpp"
+
 #include "support/rtp_builders.hpp"
 
 #include <onair/codec/opus.hpp>
@@ -31,19 +33,7 @@ namespace {
 
 using codec_type = codec::av<codec::vp8, codec::opus>;
 
-template <class F>
-auto on_io(asio::io_context& io, F&& f) {
-    std::promise<decltype(f())> p;
-    asio::post(io, [&] {
-        if constexpr (std::is_void_v<decltype(f())>) {
-            f();
-            p.set_value();
-        } else {
-            p.set_value(f());
-        }
-    });
-    return p.get_future().get();
-}
+using onair_test::on_io;
 
 bytes rtp_header(std::uint32_t ssrc, std::uint16_t seq = 1) {
     rtp::header h;

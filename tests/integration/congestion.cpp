@@ -7,6 +7,8 @@
 // the transition. The same run with congestion control off keeps sending 1 Mbps into
 // 500 kbps: most of it is dropped at the queue and the viewer stalls. That second run is
 // what shows the first one's checks would fail without the mechanism.
+#include "support/on_io.hpp"
+
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
 #include <onair/host.hpp>
@@ -36,13 +38,7 @@ namespace {
 using link = transport::emulated_link<transport::memory>;
 using av = codec::av<codec::vp8, codec::opus>;
 
-template <class F>
-auto on_io(asio::io_context& io, F&& f) {
-    std::packaged_task<decltype(f())()> task(std::forward<F>(f));
-    auto fut = task.get_future();
-    asio::post(io, [&task] { task(); });
-    return fut.get();
-}
+using onair_test::on_io;
 
 struct sample {
     double t_s = 0;

@@ -1,5 +1,7 @@
 // A subscriber that joins a running stream, a viewer or a plain-RTP forward, gets a
 // keyframe within 0.5 s: the relay asks the host for one.
+#include "support/on_io.hpp"
+
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
 #include <onair/host.hpp>
@@ -76,16 +78,7 @@ struct live_stream {
     }
     template <class F>
     auto on_io(F&& f) {
-        std::promise<decltype(f())> p;
-        asio::post(io, [&] {
-            if constexpr (std::is_void_v<decltype(f())>) {
-                f();
-                p.set_value();
-            } else {
-                p.set_value(f());
-            }
-        });
-        return p.get_future().get();
+        return onair_test::on_io(io, std::forward<F>(f));
     }
 };
 

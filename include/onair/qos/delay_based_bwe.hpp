@@ -58,8 +58,7 @@ public:
 
     /// Adds one acknowledged packet (in feedback order). Returns the deltas between the two
     /// groups before this packet when it starts a new group.
-    std::optional<deltas> add(std::int64_t send_us, std::int64_t arrival_us, std::size_t bytes) noexcept {
-        (void)bytes;
+    std::optional<deltas> add(std::int64_t send_us, std::int64_t arrival_us) noexcept {
         if (!cur_.valid) {
             cur_ = {send_us, send_us, arrival_us, arrival_us, true};
             return std::nullopt;

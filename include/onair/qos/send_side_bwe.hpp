@@ -102,7 +102,6 @@ public:
         window_.resize(window_capacity);
         loss_based_ = cfg_.start_bps;
         target_ = cfg_.start_bps;
-        started_ = false;
     }
 
     // ---- sending side ----
@@ -365,10 +364,12 @@ private:
             ++cluster_.packets;
         }
         // Delay-based detector.
-        if (const auto d = groups_.add(s.send_us, arrival_us, s.bytes)) {
+        if (const auto d = groups_.add(s.send_us, arrival_us)) {
             const auto usage = trend_.update(d->send_delta_us, d->arrival_delta_us, d->arrival_us);
             const std::int64_t before = aimd_.estimate();
-            aimd_.update(usage, acked_bps_, us_now_hint(s.send_us));
+            // AIMD runs on the sender's clock: the newest acknowledged packet's send time
+            // stands for "now" (feedback comes about one RTT later for every packet).
+            aimd_.update(usage, acked_bps_, s.send_us);
             if (usage == bandwidth_usage::overusing) last_overuse_us_ = s.send_us;
             if (aimd_.estimate() < before && usage == bandwidth_usage::overusing) {
                 ++stats_.overuses;
@@ -379,9 +380,6 @@ private:
             stats_.threshold = trend_.threshold_ms();
         }
     }
-    /// AIMD works on the sender's clock: the send time of the newest acknowledged packet
-    /// stands for "now" (feedback comes about one RTT later, the same for every packet).
-    static std::int64_t us_now_hint(std::int64_t send_us) noexcept { return send_us; }
 
     void pop_window() noexcept {
         win_bytes_ -= window_[win_head_].bytes;
@@ -456,7 +454,6 @@ private:
         // The loss-based estimate only ever lowers the target: it may not run ahead of the
         // delay-based one (else a long loss-free spell would leave it far above the path).
         loss_based_ = std::clamp(loss_based_, cfg_.min_bps, std::max(delay_based, cfg_.min_bps));
-        const std::int64_t before = target_;
         target_ = std::clamp(std::min(delay_based, loss_based_), cfg_.min_bps, cfg_.max_bps);
         // After a large drop, one probe back towards the rate before it, once the drop has
         // settled, finds out whether the capacity came back.
@@ -466,7 +463,6 @@ private:
             pending_probes_ = 1;
             rate_before_drop_ = 0;
         }
-        (void)before;
         stats_.target_bps = target_;
         stats_.delay_based_bps = delay_based;
         stats_.loss_based_bps = loss_based_;

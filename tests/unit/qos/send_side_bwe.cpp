@@ -179,30 +179,30 @@ TEST_CASE("trendline: the threshold follows a persistent trend up, and comes bac
 TEST_CASE("inter_arrival: packets within 5 ms of send time are one group; deltas are between groups' last packets") {
     inter_arrival ia;
     // Group A: sent 0, 2, 4 ms; arrived 50, 51, 53 ms.
-    CHECK_FALSE(ia.add(0, 50'000, 1200));
-    CHECK_FALSE(ia.add(2'000, 51'000, 1200));
-    CHECK_FALSE(ia.add(4'000, 53'000, 1200));
+    CHECK_FALSE(ia.add(0, 50'000));
+    CHECK_FALSE(ia.add(2'000, 51'000));
+    CHECK_FALSE(ia.add(4'000, 53'000));
     // Group B starts at 33 ms (more than 5 ms after A's first): no previous pair yet.
-    CHECK_FALSE(ia.add(33'000, 84'000, 1200));
-    CHECK_FALSE(ia.add(35'000, 86'000, 1200));
+    CHECK_FALSE(ia.add(33'000, 84'000));
+    CHECK_FALSE(ia.add(35'000, 86'000));
     // Group C at 66 ms completes B: send delta 35-4 = 31 ms, arrival delta 86-53 = 33 ms.
-    const auto d = ia.add(66'000, 118'000, 1200);
+    const auto d = ia.add(66'000, 118'000);
     REQUIRE(d);
     CHECK(d->send_delta_us == 31'000);
     CHECK(d->arrival_delta_us == 33'000);
     CHECK(d->arrival_us == 86'000);
     // A packet sent before C's group (reordered on the path) is ignored.
-    CHECK_FALSE(ia.add(40'000, 119'000, 1200));
+    CHECK_FALSE(ia.add(40'000, 119'000));
     CHECK(ia.reordered() == 1);
 }
 
 TEST_CASE("inter_arrival: a backlog delivered at once joins the group instead of reading as a delay drop") {
     inter_arrival ia;
-    ia.add(0, 100'000, 1200);
+    ia.add(0, 100'000);
     // Sent 10 ms later but arrived 1 ms after the first (the path released a burst): same group.
-    CHECK_FALSE(ia.add(10'000, 101'000, 1200));
-    CHECK_FALSE(ia.add(40'000, 140'000, 1200)); // next group starts
-    const auto d = ia.add(80'000, 180'000, 1200);
+    CHECK_FALSE(ia.add(10'000, 101'000));
+    CHECK_FALSE(ia.add(40'000, 140'000)); // next group starts
+    const auto d = ia.add(80'000, 180'000);
     REQUIRE(d);
     // The burst group ended with the 10 ms packet: send delta 40-10, arrival delta 140-101.
     CHECK(d->send_delta_us == 30'000);
