@@ -94,6 +94,10 @@ private:
         void send(const transport::endpoint& to, rtp::bytes_view b) {
             n.transport_.send_to(asio::buffer(b.data(), b.size()), to);
         }
+        void send(const transport::endpoint& to, rtp::bytes_view head, rtp::bytes_view tail) {
+            const std::array<asio::const_buffer, 2> parts{asio::buffer(head.data(), head.size()), asio::buffer(tail.data(), tail.size())};
+            n.transport_.send_to(parts, to);
+        }
         void send_session(const transport::endpoint& to, const rtp::session_message& m) {
             std::array<std::uint8_t, 1024> buf;
             if (const std::size_t len = rtp::write_session_message(m, buf)) send(to, {buf.data(), len});

@@ -23,6 +23,7 @@
 #include "onair/qos/receive_statistics.hpp"
 #include "onair/qos/red.hpp"
 #include "onair/qos/rtx.hpp"
+#include "onair/qos/transport_feedback_generator.hpp"
 #include "onair/rtp/keyframe.hpp"
 #include "onair/rtp/opus.hpp"
 #include "onair/rtp/packet.hpp"
@@ -102,6 +103,8 @@ struct viewer_stats {
     double audio_sync_delay_ms = 0;    ///< extra delays lip sync applies
     double video_sync_delay_ms = 0;
     double elapsed_s = 0;              ///< since the first media packet
+    std::uint64_t transport_feedback_sent = 0; ///< transport-wide feedback messages sent to the relay
+    std::uint64_t padding_packets = 0;         ///< padding-only packets (the relay's probes and layer fills)
 };
 
 /// The playing role.
@@ -257,6 +260,9 @@ private:
             ++stats_.malformed;
             return;
         }
+        // Every datagram of the leg is measured for the relay's estimate of this link.
+        if (const auto tseq = p.transport_sequence()) twcc_.on_packet(*tseq, std::chrono::steady_clock::now());
+        if (p.payload.empty() && p.padding > 0) return on_padding(p);
         if (live_ && desc_.video_fec_ssrc && p.ssrc == desc_.video_fec_ssrc && p.payload_type == desc_.video_fec_pt && fec_) {
             {
                 std::lock_guard lock(mu_);
@@ -310,6 +316,19 @@ private:
         }
         reception_.on_packet(p, std::chrono::steady_clock::now());
         on_media(p);
+    }
+
+    /// A padding-only packet: a probe of the relay (on the RTX SSRC), or a place in the video
+    /// numbering the relay filled for a packet of a layer this viewer does not get (no hole
+    /// to request).
+    void on_padding(const rtp::packet_view& p) {
+        {
+            std::lock_guard lock(mu_);
+            ++stats_.padding_packets;
+            stats_.bytes += p.whole.size();
+        }
+        if (live_ && desc_.video_ssrc && p.ssrc == desc_.video_ssrc)
+            (void)nack_.on_packet(p.sequence, std::chrono::steady_clock::now());
     }
 
     /// FlexFEC hands out rebuilt packets inside its own calls: copied aside, then played.
@@ -669,6 +688,7 @@ private:
     void send_nacks() {
         if (!live_) return;
         const auto t = std::chrono::steady_clock::now();
+        send_transport_feedback(t);
         if (desc_.audio_ssrc && desc_.audio_rtx_ssrc) {
             request(anack_, desc_.audio_ssrc, t);
             (void)anack_.take_keyframe_request();
@@ -687,6 +707,18 @@ private:
         stats_.video_packets_lost = ns.given_up;
         stats_.nack_requests = ns.requests;
         stats_.rtt_ms = std::chrono::duration<double, std::milli>(nack_.rtt_estimate()).count();
+    }
+
+    /// Transport-wide feedback on this leg's arrivals, every 50 ms while packets come.
+    void send_transport_feedback(std::chrono::steady_clock::time_point t) {
+        if (!twcc_.due(t)) return;
+        std::uint64_t sent = 0;
+        twcc_.build(t, ssrc_, desc_.video_ssrc ? desc_.video_ssrc : desc_.audio_ssrc, [&](rtp::bytes_view b) {
+            transport_.send_to(asio::buffer(b.data(), b.size()), cfg_.relay);
+            ++sent;
+        });
+        std::lock_guard lock(mu_);
+        stats_.transport_feedback_sent += sent;
     }
 
     void request(qos::nack_generator& holes, std::uint32_t media_ssrc, std::chrono::steady_clock::time_point t) {
@@ -857,6 +889,7 @@ private:
     std::optional<std::chrono::steady_clock::time_point> last_pli_;
     qos::nack_generator nack_;
     qos::nack_generator anack_;
+    qos::transport_feedback_generator twcc_; ///< arrivals on this leg, reported to the relay's estimator
     qos::receive_statistics reception_; ///< originals only: loss before repair, for the receiver reports
     qos::loss_estimate loss_;           ///< this leg's video loss: NACKs go twice when it is high
     std::unique_ptr<qos::flexfec_decoder> fec_;

@@ -28,12 +28,21 @@ void check_forwarding(Env& env) {
     // without it.
     const std::uint32_t fec_ssrc = r.description.video_fec_ssrc;
     REQUIRE(fec_ssrc != 0);
+    // Each leg numbers its datagrams for its own congestion control (the transport-wide
+    // sequence element): media is compared with that number cleared, and the relay's
+    // padding-only probes are not media.
     auto split = [fec_ssrc](const std::vector<std::vector<std::uint8_t>>& all, std::size_t& fec) {
         std::vector<std::vector<std::uint8_t>> media;
         fec = 0;
-        for (const auto& d : all) {
-            if (d.size() >= 12 && onair::rtp::load_be32(d.data() + 8) == fec_ssrc) ++fec;
-            else media.push_back(d);
+        for (auto d : all) {
+            onair::rtp::packet_view p;
+            if (!onair::rtp::parse(d, p) && p.payload.empty() && p.padding > 0) continue;
+            if (d.size() >= 12 && onair::rtp::load_be32(d.data() + 8) == fec_ssrc) {
+                ++fec;
+                continue;
+            }
+            if (const std::size_t off = onair::rtp::transport_sequence_offset(d)) d[off] = d[off + 1] = 0;
+            media.push_back(std::move(d));
         }
         return media;
     };
@@ -75,8 +84,8 @@ void check_forwarding(Env& env) {
         CHECK(std::is_sorted(view.audio_capture_times.begin(), view.audio_capture_times.end()));
         CHECK(std::adjacent_find(view.audio_capture_times.begin(), view.audio_capture_times.end()) ==
               view.audio_capture_times.end());
-        // The relay forwarded the host's datagrams byte for byte: each one the viewer got is
-        // one the host sent, and it got all of them.
+        // The relay forwarded the host's datagrams byte for byte but for the leg's number:
+        // each one the viewer got is one the host sent, and it got all of them.
         std::size_t viewer_fec = 0;
         const auto got = split(rtp_only(r.viewer_logs[i]->received), viewer_fec);
         CHECK(got.size() == host_rtp.size());
@@ -85,6 +94,17 @@ void check_forwarding(Env& env) {
         std::size_t unchanged = 0;
         for (const auto& d : got) unchanged += sent_set.count(std::string(d.begin(), d.end()));
         CHECK(unchanged == got.size());
+        // The relay numbered everything it sent this viewer 0, 1, 2, ... (loopback keeps the
+        // order), and the viewer's feedback on those numbers reached the relay's estimator.
+        std::size_t numbered = 0, in_order = 0;
+        for (const auto& d : rtp_only(r.viewer_logs[i]->received)) {
+            onair::rtp::packet_view p;
+            if (onair::rtp::parse(d, p)) continue;
+            if (const auto t = p.transport_sequence()) in_order += *t == static_cast<std::uint16_t>(numbered++);
+        }
+        CHECK(numbered == rtp_only(r.viewer_logs[i]->received).size());
+        CHECK(in_order == numbered);
+        CHECK(st.transport_feedback_sent > 10);
         // Nothing was lost, so nothing was concealed and nothing froze.
         CHECK(st.audio_concealed == 0);
         CHECK(st.freezes == 0);
@@ -92,6 +112,7 @@ void check_forwarding(Env& env) {
         // Latency was measured on every frame.
         CHECK(st.latency_ms.count() == r.frames_pushed);
     }
+    CHECK(r.relay.subscriber_feedback > 20);
     CHECK(r.relay.unknown_stream == 0);
     CHECK(r.relay.unauthorized == 0);
 }

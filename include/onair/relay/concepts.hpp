@@ -7,6 +7,7 @@
 //
 // Context `ctx` offered by the node:
 //   ctx.send(const endpoint&, bytes_view)                   one datagram
+//   ctx.send(const endpoint&, bytes_view head, bytes_view tail)  one datagram of two parts
 //   ctx.send_session(const endpoint&, const rtp::session_message&)
 //   ctx.request_keyframe(const endpoint& publisher, std::uint32_t media_ssrc)  sends a PLI
 //   ctx.deliver(const rtp::stream_description&, media_kind, const rtp::packet_view&)  to the node's sink
@@ -62,12 +63,15 @@ struct relay_stats {
     std::uint64_t malformed_red = 0;        ///< RED audio packets whose blocks failed to parse (forwarded as they are)
     std::uint64_t transport_feedback_sent = 0; ///< transport-wide feedback messages sent to publishers
     std::uint64_t padding_received = 0;     ///< padding-only packets from publishers (probes; dropped)
+    std::uint64_t subscriber_feedback = 0;  ///< transport-wide feedback messages from subscribers
+    std::uint64_t padding_sent = 0;         ///< padding-only probe packets sent to subscribers
 };
 
 namespace detail {
 /// The smallest context a relay policy may be given; used to check models.
 struct context_archetype {
     void send(const endpoint&, rtp::bytes_view) {}
+    void send(const endpoint&, rtp::bytes_view, rtp::bytes_view) {}
     void send_session(const endpoint&, const rtp::session_message&) {}
     void request_keyframe(const endpoint&, std::uint32_t) {}
     void deliver(const rtp::stream_description&, media_kind, const rtp::packet_view&) {}

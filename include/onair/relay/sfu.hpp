@@ -15,6 +15,7 @@
 #pragma once
 
 #include "onair/relay/concepts.hpp"
+#include "onair/relay/downlink.hpp"
 #include "onair/qos/flexfec.hpp"
 #include "onair/qos/nack_generator.hpp"
 #include "onair/qos/receive_statistics.hpp"
@@ -52,6 +53,8 @@ struct sfu_config {
     std::chrono::milliseconds fec_reorder_wait{20};
     /// How often each publisher gets a receiver report (its FEC follows the loss in it).
     std::chrono::milliseconds report_interval{1000};
+    /// Each subscriber leg's congestion control (its estimator starts here).
+    downlink_config downlink{};
     /// Called (on the node's thread) when a stream goes live or its description changes.
     std::function<void(const rtp::stream_description&)> on_stream_live;
 };
@@ -72,6 +75,10 @@ public:
         std::uint16_t rtx_sequence = 0; ///< this leg's RFC 4588 sequence numbers (video)
         std::uint16_t audio_rtx_sequence = 0;
         qos::loss_estimate loss;        ///< video loss this subscriber reports (smoothed)
+        /// This leg's transport-wide numbering and bandwidth estimate (not for fixed targets:
+        /// plain-RTP receivers send no feedback).
+        downlink leg;
+        std::uint64_t transport_feedback = 0; ///< feedback messages the leg's estimator took
     };
 
     struct stream {
@@ -118,7 +125,7 @@ public:
     void add_forward(const std::string& name, const endpoint& video_to, const endpoint& audio_to) {
         auto& s = streams_[name];
         s.desc.name = name;
-        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0, 0, {}});
+        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0, 0, {}, downlink(cfg_.downlink), 0});
     }
 
     template <class Ctx>
@@ -196,6 +203,9 @@ public:
                 [&](const rtp::rtcp::receiver_report& rr) {
                     for (const auto& b : rr.blocks) on_subscriber_report(b, from);
                 },
+                [&](const rtp::rtcp::feedback& f) {
+                    if (f.type == rtp::rtcp::type_rtpfb && f.fmt == rtp::twcc::fmt) on_subscriber_feedback(ctx, f, from);
+                },
             },
             rtcp_counts_);
         if (ec) ++stats_.malformed_rtcp;
@@ -236,6 +246,7 @@ public:
                                            });
             }
             if (s.live) feed_fec(ctx, s, now);
+            if (s.live) probe_legs(ctx, s, now);
         }
         std::erase_if(streams_, [](const auto& kv) { return !kv.second.live && kv.second.subscribers.empty(); });
     }
@@ -307,7 +318,7 @@ private:
         auto it = std::find_if(s.subscribers.begin(), s.subscribers.end(),
                                [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; });
         if (it == s.subscribers.end()) {
-            s.subscribers.push_back(subscriber{from, from, false, true, now, 0, 0, {}});
+            s.subscribers.push_back(subscriber{from, from, false, true, now, 0, 0, {}, downlink(cfg_.downlink), 0});
             if (s.live) request_keyframe(ctx, s, now);
         } else {
             it->last_seen = now;
@@ -341,19 +352,68 @@ private:
                     if (!key_start) continue;
                     sub.waiting_keyframe = false;
                 }
-                ctx.send(sub.video_to, p.whole);
+                send_to(ctx, sub, sub.video_to, p.whole);
             } else {
                 if (sub.fixed && s.desc.audio_red_pt && p.payload_type == s.desc.audio_red_pt) {
                     // A plain-RTP target's SDP announces Opus alone: it gets RED's primary.
                     if (!send_primary(ctx, sub.audio_to, s.desc, p)) continue;
                 } else {
-                    ctx.send(sub.audio_to, p.whole);
+                    send_to(ctx, sub, sub.audio_to, p.whole);
                 }
             }
             ++stats_.rtp_forwarded;
             stats_.bytes_forwarded += p.whole.size();
         }
         if (video && s.fec_out) protect(ctx, s, p.sequence);
+    }
+
+    /// Sends a packet on a subscriber's leg: numbered and measured by the leg's estimator
+    /// (plain-RTP targets get it as it is).
+    template <class Ctx>
+    static void send_to(Ctx& ctx, subscriber& sub, const endpoint& to, rtp::bytes_view packet) {
+        if (sub.fixed) return ctx.send(to, packet);
+        sub.leg.send_packet([&](rtp::bytes_view head, rtp::bytes_view tail) { ctx.send(to, head, tail); }, packet, ctx.now());
+    }
+
+    /// A subscriber's transport-wide feedback: its leg's estimator takes it (or counts why not).
+    template <class Ctx>
+    void on_subscriber_feedback(Ctx& ctx, const rtp::rtcp::feedback& f, const endpoint& from) {
+        auto it = by_ssrc_.find(f.media_ssrc);
+        if (it == by_ssrc_.end()) return;
+        stream& s = *it->second;
+        auto sub = std::find_if(s.subscribers.begin(), s.subscribers.end(),
+                                [&](const subscriber& x) { return !x.fixed && x.video_to == from; });
+        if (sub == s.subscribers.end()) return;
+        ++stats_.subscriber_feedback;
+        if (sub->leg.on_feedback(f.fci, ctx.now())) ++sub->transport_feedback;
+    }
+
+    /// Each subscriber leg's probes: padding-only packets on the stream's RTX SSRC, in the
+    /// leg's RTX numbering.
+    template <class Ctx>
+    void probe_legs(Ctx& ctx, stream& s, clock::time_point now) {
+        if (!s.desc.video_rtx_ssrc) return; // padding needs a stream of its own
+        for (auto& sub : s.subscribers) {
+            if (sub.fixed || sub.waiting_keyframe) continue;
+            sub.leg.process(now, [&](std::size_t want, std::uint16_t tseq) -> std::size_t {
+                rtp::header h;
+                h.payload_type = s.desc.video_rtx_pt;
+                h.sequence = sub.rtx_sequence++;
+                h.timestamp = s.key_timestamp;
+                h.ssrc = s.desc.video_rtx_ssrc;
+                h.transport_sequence = tseq;
+                std::array<std::uint8_t, max_datagram_size> buf;
+                const std::size_t n = rtp::write_header(h, buf);
+                if (n == 0) return 0;
+                const std::size_t pad = std::clamp<std::size_t>(want > n ? want - n : 1, 1, 255);
+                buf[0] = static_cast<std::uint8_t>(buf[0] | 0x20);
+                std::memset(buf.data() + n, 0, pad - 1);
+                buf[n + pad - 1] = static_cast<std::uint8_t>(pad);
+                ctx.send(sub.video_to, rtp::bytes_view(buf.data(), n + pad));
+                ++stats_.padding_sent;
+                return n + pad;
+            });
+        }
     }
 
     /// The packet with its RED payload replaced by the primary block (payload type: the
@@ -415,7 +475,7 @@ private:
             (void)s.fec_out->add(p.whole, p.timestamp == s.key_timestamp, [&](rtp::bytes_view repair) {
                 for (auto& sub : s.subscribers) {
                     if (sub.fixed || sub.waiting_keyframe) continue;
-                    ctx.send(sub.video_to, repair);
+                    send_to(ctx, sub, sub.video_to, repair);
                     ++stats_.fec_sent;
                     stats_.fec_bytes += repair.size();
                 }
@@ -476,6 +536,7 @@ private:
         ec.payload_type = s.desc.video_fec_pt;
         ec.first_sequence = fec_sequence_seed_ = static_cast<std::uint16_t>(fec_sequence_seed_ * 75 + 74);
         ec.protection = qos::protection_for_loss(0);
+        ec.transport_sequence = true; // each subscriber leg numbers its repair packets too
         s.fec_out = std::make_unique<qos::flexfec_encoder>(ec);
     }
 
@@ -634,7 +695,7 @@ private:
                 qos::write_rtx(p, rtx_ssrc, rtx_pt, video ? sub->rtx_sequence++ : sub->audio_rtx_sequence++, buf);
             if (n == 0) return;
             const int copies = sub->loss.repair_copies();
-            for (int c = 0; c < copies; ++c) ctx.send(video ? sub->video_to : sub->audio_to, rtp::bytes_view(buf.data(), n));
+            for (int c = 0; c < copies; ++c) send_to(ctx, *sub, video ? sub->video_to : sub->audio_to, rtp::bytes_view(buf.data(), n));
             stats_.retransmissions += static_cast<std::uint64_t>(copies);
             stats_.retransmission_bytes += n * static_cast<std::uint64_t>(copies);
         });

@@ -30,6 +30,10 @@ struct fake_context {
     std::chrono::steady_clock::time_point t = std::chrono::steady_clock::time_point{} + 1h;
 
     void send(const endpoint& to, rtp::bytes_view b) { sends.push_back({to, {b.begin(), b.end()}}); }
+    void send(const endpoint& to, rtp::bytes_view head, rtp::bytes_view tail) {
+        sends.push_back({to, {head.begin(), head.end()}});
+        sends.back().bytes.insert(sends.back().bytes.end(), tail.begin(), tail.end());
+    }
     void send_session(const endpoint& to, const rtp::session_message& m) { sessions.emplace_back(to, m); }
     void request_keyframe(const endpoint& p, std::uint32_t ssrc) { keyframe_requests.emplace_back(p, ssrc); }
     void deliver(const rtp::stream_description&, media_kind, const rtp::packet_view&) { ++delivered; }
