@@ -28,13 +28,19 @@ struct vp8_traits {
                    VPX_CODEC_OK &&
                vpx_codec_control(ctx, VP8E_SET_MAX_INTRA_BITRATE_PCT, max_intra_pct) == VPX_CODEC_OK;
     }
+    /// The ts_* settings of the encoder configuration are all VP8 needs.
+    static bool enable_temporal_layers(vpx_codec_ctx_t*, const vpx_codec_enc_cfg_t&) noexcept { return true; }
+    static bool set_temporal_layer(vpx_codec_ctx_t* ctx, int layer) noexcept {
+        return vpx_codec_control(ctx, VP8E_SET_TEMPORAL_LAYER_ID, layer) == VPX_CODEC_OK;
+    }
 };
 } // namespace detail
 
 /// VP8 policy: `vp8::encoder` (libvpx, real-time CBR) and `vp8::decoder`, payload RFC 7741.
 /// Encoder input: tightly packed I420 frames of exactly config.width x config.height.
 /// Output: one encoded_frame per input frame (unless rate control drops one), rtp_timestamp
-/// = capture time on the 90 kHz clock.
+/// = capture time on the 90 kHz clock; with config.temporal_layers > 1, temporal_layer,
+/// layer_sync and non_reference describe the frame's place in the layer pattern.
 /// Thread safety: see detail::vpx_encoder / vpx_decoder (set_bitrate, request_keyframe are
 /// safe to call from another thread; everything else is single-threaded).
 struct vp8 {

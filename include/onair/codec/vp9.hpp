@@ -29,11 +29,31 @@ struct vp9_traits {
                vpx_codec_control(ctx, VP8E_SET_STATIC_THRESHOLD, 1u) == VPX_CODEC_OK &&
                vpx_codec_control(ctx, VP8E_SET_MAX_INTRA_BITRATE_PCT, max_intra_pct) == VPX_CODEC_OK;
     }
+    /// Temporal layers are libvpx's one-pass SVC with one spatial layer at full size; each
+    /// layer keeps the configured quantizer range.
+    static bool enable_temporal_layers(vpx_codec_ctx_t* ctx, const vpx_codec_enc_cfg_t& cfg) noexcept {
+        if (vpx_codec_control(ctx, VP9E_SET_SVC, 1) != VPX_CODEC_OK) return false;
+        vpx_svc_extra_cfg_t svc{};
+        for (unsigned tl = 0; tl < cfg.ts_number_layers; ++tl) {
+            svc.max_quantizers[tl] = static_cast<int>(cfg.rc_max_quantizer);
+            svc.min_quantizers[tl] = static_cast<int>(cfg.rc_min_quantizer);
+        }
+        svc.scaling_factor_num[0] = 1;
+        svc.scaling_factor_den[0] = 1;
+        return vpx_codec_control(ctx, VP9E_SET_SVC_PARAMETERS, &svc) == VPX_CODEC_OK;
+    }
+    static bool set_temporal_layer(vpx_codec_ctx_t* ctx, int layer) noexcept {
+        vpx_svc_layer_id_t id{};
+        id.spatial_layer_id = 0;
+        id.temporal_layer_id = layer;
+        id.temporal_layer_id_per_spatial[0] = layer;
+        return vpx_codec_control(ctx, VP9E_SET_SVC_LAYER_ID, &id) == VPX_CODEC_OK;
+    }
 };
 } // namespace detail
 
 /// VP9 policy (profile 0, 8-bit 4:2:0): `vp9::encoder` and `vp9::decoder`, payload RFC 9628.
-/// Same contract as `vp8`; no spatial/temporal layers yet (temporal_layer is always 0).
+/// Same contract as `vp8`, temporal layers included; no spatial layers.
 /// Thread safety: as `vp8`.
 struct vp9 {
     static constexpr media_kind kind = media_kind::video;

@@ -68,6 +68,8 @@ struct encoded_frame {
     media_kind kind = media_kind::video;
     bool keyframe = false;
     std::uint8_t temporal_layer = 0;
+    bool layer_sync = false;    ///< encoder output: an upper-layer frame that references TL0 frames only
+    bool non_reference = false; ///< encoder output: no later frame references this one
     std::uint32_t rtp_timestamp = 0;
     timestamp capture_time{};
     int width = 0;  ///< video only, 0 when unknown

@@ -2,12 +2,14 @@
 //
 // Every packet onair sends carries the 6-byte descriptor
 //
-//     |X|R|N|S|R| PID |   X=1, S on a frame's first packet, PID=0
+//     |X|R|N|S|R| PID |   X=1, N = encoded_frame::non_reference, S on a frame's first
+//                         packet, PID=0
 //     |I|L|T|K| RSV   |   I=1 L=1 T=1 K=0
 //     |M| PictureID   |   M=1: 15-bit picture id, +1 per frame
 //     |   PictureID   |
 //     |   TL0PICIDX   |   +1 per temporal base layer (TID 0) frame
-//     |TID|Y| KEYIDX  |   TID = encoded_frame::temporal_layer, Y=0, KEYIDX=0
+//     |TID|Y| KEYIDX  |   TID = encoded_frame::temporal_layer, Y = encoded_frame::layer_sync,
+//                         KEYIDX=0
 //
 // so a relay can read (and rewrite, at the offsets parse_vp8_descriptor reports) the
 // picture id, base-layer index and temporal layer without decoding.
@@ -154,18 +156,19 @@ struct vp8_payload {
             if (!plan.ok()) return errc::oversized;
             const std::uint8_t tid = static_cast<std::uint8_t>(f.temporal_layer & 0x03);
             if (tid == 0) ++tl0picidx_; // the base layer frame takes the next index
+            const std::uint8_t n = f.non_reference ? 0x20 : 0x00;
             std::array<std::uint8_t, descriptor_size> d{
-                0x90, // X=1 S=1 PID=0
-                0xe0, // I=1 L=1 T=1 K=0
+                static_cast<std::uint8_t>(0x90 | n), // X=1 N S=1 PID=0
+                0xe0,                                // I=1 L=1 T=1 K=0
                 static_cast<std::uint8_t>(0x80 | (picture_id_ >> 8)),
                 static_cast<std::uint8_t>(picture_id_),
                 tl0picidx_,
-                static_cast<std::uint8_t>(tid << 6),
+                static_cast<std::uint8_t>((tid << 6) | (f.layer_sync ? 0x20 : 0x00)), // TID Y KEYIDX=0
             };
             std::size_t pos = 0;
             for (std::size_t i = 0; i < plan.count(); ++i) {
                 const std::size_t len = plan.data_size(i);
-                if (i == 1) d[0] = 0x80; // S=0 after the first packet
+                if (i == 1) d[0] = static_cast<std::uint8_t>(0x80 | n); // S=0 after the first packet
                 emit(bytes_view{d}, bytes_view{f.data.data() + pos, len}, i + 1 == plan.count());
                 pos += len;
             }

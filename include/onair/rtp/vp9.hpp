@@ -6,7 +6,8 @@
 //                         E on the last packet of the frame; V on a key frame's first packet
 //     |M| PICTURE ID  |   M=1: 15-bit picture id, +1 per frame
 //     | EXTENDED PID  |
-//     |TID|U| SID |D  |   TID = encoded_frame::temporal_layer, U=0, SID=0, D=0
+//     |TID|U| SID |D  |   TID = encoded_frame::temporal_layer, U = encoded_frame::layer_sync,
+//                         SID=0, D=0
 //     |   TL0PICIDX   |   +1 per temporal base layer (TID 0) frame
 //
 // and a key frame's first packet adds the scalability structure with the resolution:
@@ -192,7 +193,7 @@ struct vp9_payload {
                 flags,
                 static_cast<std::uint8_t>(0x80 | (picture_id_ >> 8)),
                 static_cast<std::uint8_t>(picture_id_),
-                static_cast<std::uint8_t>(tid << 5), // U=0 SID=0 D=0
+                static_cast<std::uint8_t>((tid << 5) | (f.layer_sync ? 0x10 : 0x00)), // U SID=0 D=0
                 tl0picidx_,
                 static_cast<std::uint8_t>(resolution ? 0x10 : 0x00), // N_S=0, Y, G=0
             };

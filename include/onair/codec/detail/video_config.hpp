@@ -21,6 +21,11 @@ struct video_config {
     /// Let the encoder scale the picture down (and back up) when the bitrate is too low for
     /// its size (libvpx spatial resampling, rc_resize_allowed; a resized frame is a keyframe).
     bool resize_allowed = false;
+    /// Temporal layers (1..3; VP8 and VP9; 1 = no layering). With 2 the frames' layers run
+    /// 0,1,0,1, with 3 they run 0,2,1,2; a TL0 frame references TL0 only and a TL1/TL2 frame
+    /// lower layers only, so a relay may drop every frame above a layer and the rest still
+    /// decodes. The bitrate is split 60/40 (2 layers) or 40/20/40 (3 layers) by layer.
+    int temporal_layers = 1;
 };
 
 } // namespace onair::codec

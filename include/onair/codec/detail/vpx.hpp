@@ -3,6 +3,22 @@
 // Real-time settings as WebRTC uses them: no lag, CBR, VPX_DL_REALTIME, error resilient,
 // keyframes on request plus a long periodic interval. Traits select the interface and the
 // codec-specific controls.
+//
+// Temporal layers (video_config::temporal_layers 2 or 3) use libvpx's temporal scalability
+// (ts_* rate control per layer) with the layer id and reference flags set per frame:
+//
+//     layers  frame  TL  references    updates   layer_sync  non_reference
+//     2       0      0   LAST          LAST      no          no
+//             1      1   LAST          -         yes         yes
+//     3       0      0   LAST          LAST      no          no
+//             1      2   LAST          -         yes         yes
+//             2      1   LAST          GOLDEN    yes         no
+//             3      2   LAST, GOLDEN  -         no          yes
+//
+// LAST always holds the latest TL0 frame and GOLDEN the latest TL1 frame; ALTREF is written by
+// keyframes only and never read. Frames above TL0 leave the entropy context alone, so what
+// survives dropping every layer above k (k = 0, 1) decodes exactly as the encoder expects.
+// Keyframes, requested or periodic, restart the pattern at frame 0.
 #pragma once
 
 #include "onair/codec/detail/video_config.hpp"
@@ -20,6 +36,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <system_error>
 #include <utility>
 
@@ -42,8 +59,61 @@ inline std::uint32_t rtp_timestamp_90k(timestamp t) noexcept {
     return static_cast<std::uint32_t>(us * 9u / 100u);
 }
 
-/// @tparam Traits supplies `iface()`, `dx_iface()`, `default_speed`, `undershoot_pct`, `overshoot_pct`
-///   and `apply_controls(ctx, config) -> bool`.
+/// One frame of a temporal layer pattern.
+struct temporal_step {
+    std::uint8_t layer;
+    vpx_enc_frame_flags_t flags; ///< VP8_EFLAG_NO_REF_* / NO_UPD_*: the buffers it reads and writes
+    bool layer_sync;             ///< above TL0, and reads TL0 frames only
+    bool non_reference;          ///< writes no reference buffer
+};
+
+inline constexpr vpx_enc_frame_flags_t ref_last = VP8_EFLAG_NO_REF_GF | VP8_EFLAG_NO_REF_ARF;
+inline constexpr vpx_enc_frame_flags_t ref_last_golden = VP8_EFLAG_NO_REF_ARF;
+inline constexpr vpx_enc_frame_flags_t update_last = VP8_EFLAG_NO_UPD_GF | VP8_EFLAG_NO_UPD_ARF;
+inline constexpr vpx_enc_frame_flags_t update_golden =
+    VP8_EFLAG_NO_UPD_LAST | VP8_EFLAG_NO_UPD_ARF | VP8_EFLAG_NO_UPD_ENTROPY;
+inline constexpr vpx_enc_frame_flags_t update_none =
+    VP8_EFLAG_NO_UPD_LAST | VP8_EFLAG_NO_UPD_GF | VP8_EFLAG_NO_UPD_ARF | VP8_EFLAG_NO_UPD_ENTROPY;
+
+inline constexpr temporal_step two_layer_pattern[] = {
+    {0, ref_last | update_last, false, false},
+    {1, ref_last | update_none, true, true},
+};
+inline constexpr temporal_step three_layer_pattern[] = {
+    {0, ref_last | update_last, false, false},
+    {2, ref_last | update_none, true, true},
+    {1, ref_last | update_golden, true, false},
+    {2, ref_last_golden | update_none, false, true},
+};
+/// Cumulative share of the bitrate up to each layer, percent (WebRTC's allocation).
+inline constexpr unsigned two_layer_share[] = {60, 100};
+inline constexpr unsigned three_layer_share[] = {40, 60, 100};
+
+inline std::span<const temporal_step> temporal_pattern(int layers) noexcept {
+    if (layers == 2) return two_layer_pattern;
+    if (layers == 3) return three_layer_pattern;
+    return {};
+}
+
+/// Sets libvpx's cumulative per-layer targets (kbps) for `kbps` in total: ts_target_bitrate
+/// (VP8) and layer_target_bitrate (VP9, one spatial layer). libvpx wants them strictly
+/// increasing, which the smallest rates need a nudge for.
+inline void set_layer_bitrates(vpx_codec_enc_cfg_t& cfg, int layers, unsigned kbps) noexcept {
+    const std::span<const unsigned> share =
+        layers == 3 ? std::span<const unsigned>{three_layer_share} : std::span<const unsigned>{two_layer_share};
+    unsigned prev = 0;
+    for (std::size_t tl = 0; tl < share.size(); ++tl) {
+        const auto target = static_cast<unsigned>(static_cast<std::uint64_t>(kbps) * share[tl] / 100u);
+        prev = std::max(target, prev + 1);
+        cfg.ts_target_bitrate[tl] = prev;
+        cfg.layer_target_bitrate[tl] = prev;
+    }
+}
+
+/// @tparam Traits supplies `iface()`, `dx_iface()`, `default_speed`, `undershoot_pct`, `overshoot_pct`,
+///   `apply_controls(ctx, config) -> bool`, and for temporal layers
+///   `enable_temporal_layers(ctx, cfg) -> bool` (once after init) and
+///   `set_temporal_layer(ctx, layer) -> bool` (before each frame).
 /// Thread safety: encode() and open() from one thread; set_bitrate() and request_keyframe()
 /// may be called from any thread (they take effect on the next encode()).
 template <class Traits>
@@ -62,7 +132,8 @@ public:
     std::error_code open(const video_config& c) {
         ctx_.reset();
         if (c.width <= 0 || c.height <= 0 || c.width > 16384 || c.height > 16384 || c.fps <= 0 ||
-            c.bitrate_kbps <= 0 || c.threads < 1 || c.max_quantizer < c.min_quantizer)
+            c.bitrate_kbps <= 0 || c.threads < 1 || c.max_quantizer < c.min_quantizer || c.temporal_layers < 1 ||
+            c.temporal_layers > 3)
             return errc::codec_init_failed;
         config_ = c;
         if (vpx_codec_enc_config_default(Traits::iface(), &cfg_, 0) != VPX_CODEC_OK) return errc::codec_init_failed;
@@ -91,6 +162,22 @@ public:
         } else {
             cfg_.kf_mode = VPX_KF_DISABLED; // the first frame is still a keyframe
         }
+        pattern_ = temporal_pattern(c.temporal_layers);
+        keyframe_every_ = 0;
+        if (!pattern_.empty()) {
+            cfg_.ts_number_layers = static_cast<unsigned>(c.temporal_layers);
+            cfg_.ts_periodicity = static_cast<unsigned>(pattern_.size());
+            for (std::size_t i = 0; i < pattern_.size(); ++i) cfg_.ts_layer_id[i] = pattern_[i].layer;
+            for (int tl = 0; tl < c.temporal_layers; ++tl)
+                cfg_.ts_rate_decimator[tl] = 1u << (c.temporal_layers - 1 - tl); // 2,1 or 4,2,1
+            set_layer_bitrates(cfg_, c.temporal_layers, cfg_.rc_target_bitrate);
+            // VP9: the layer ids and references come from us, per frame.
+            cfg_.temporal_layering_mode = VP9E_TEMPORAL_LAYERING_MODE_BYPASS;
+            // libvpx would place periodic keyframes on whatever layer the frame has; placing
+            // them ourselves keeps every keyframe on TL0 at the start of the pattern.
+            keyframe_every_ = cfg_.kf_mode == VPX_KF_AUTO ? cfg_.kf_max_dist : 0;
+            cfg_.kf_mode = VPX_KF_DISABLED;
+        }
         vpx_ctx_ptr ctx{new vpx_codec_ctx_t{}};
         if (vpx_codec_enc_init(ctx.get(), Traits::iface(), &cfg_, 0) != VPX_CODEC_OK) {
             delete ctx.release(); // init failed: nothing to destroy
@@ -99,12 +186,15 @@ public:
         const int speed = c.speed.value_or(Traits::default_speed);
         if (vpx_codec_control(ctx.get(), VP8E_SET_CPUUSED, speed) != VPX_CODEC_OK) return errc::codec_init_failed;
         if (!Traits::apply_controls(ctx.get(), c)) return errc::codec_init_failed;
+        if (!pattern_.empty() && !Traits::enable_temporal_layers(ctx.get(), cfg_)) return errc::codec_init_failed;
         ctx_ = std::move(ctx);
         pending_kbps_.store(0, std::memory_order_relaxed);
         force_kf_.store(false, std::memory_order_relaxed);
         next_pts_ = 0;
         first_us_ = 0;
         started_ = false;
+        step_ = 0;
+        since_keyframe_ = 0;
         return {};
     }
 
@@ -127,6 +217,7 @@ public:
         if (!f.valid() || f.width != config_.width || f.height != config_.height) return errc::bad_frame;
         if (const int kbps = pending_kbps_.exchange(0, std::memory_order_relaxed); kbps > 0) {
             cfg_.rc_target_bitrate = static_cast<unsigned>(kbps);
+            if (!pattern_.empty()) set_layer_bitrates(cfg_, config_.temporal_layers, cfg_.rc_target_bitrate);
             if (vpx_codec_enc_config_set(ctx_.get(), &cfg_) != VPX_CODEC_OK) return errc::codec_failed;
         }
         vpx_image_t img;
@@ -150,11 +241,27 @@ public:
         const unsigned long duration = static_cast<unsigned long>(90'000 / config_.fps);
         next_pts_ = pts + 1;
 
-        const bool kf = force_kf_.exchange(false, std::memory_order_relaxed);
-        const vpx_enc_frame_flags_t flags = kf ? VPX_EFLAG_FORCE_KF : 0;
+        bool kf = force_kf_.exchange(false, std::memory_order_relaxed);
+        vpx_enc_frame_flags_t flags = 0;
+        temporal_step step{0, 0, false, false};
+        if (!pattern_.empty()) {
+            if (keyframe_every_ > 0 && since_keyframe_ >= keyframe_every_) kf = true;
+            if (kf) step_ = 0; // a keyframe starts the pattern over
+            step = pattern_[step_];
+            flags = step.flags;
+            if (!Traits::set_temporal_layer(ctx_.get(), step.layer)) {
+                if (kf) force_kf_.store(true, std::memory_order_relaxed);
+                return errc::codec_failed;
+            }
+        }
+        if (kf) flags |= VPX_EFLAG_FORCE_KF;
         if (vpx_codec_encode(ctx_.get(), &img, pts, duration, flags, VPX_DL_REALTIME) != VPX_CODEC_OK) {
             if (kf) force_kf_.store(true, std::memory_order_relaxed);
             return errc::codec_failed;
+        }
+        if (!pattern_.empty()) {
+            step_ = (step_ + 1) % pattern_.size(); // a frame rate control drops still takes its slot
+            ++since_keyframe_;
         }
         vpx_codec_iter_t iter = nullptr;
         while (const vpx_codec_cx_pkt_t* pkt = vpx_codec_get_cx_data(ctx_.get(), &iter)) {
@@ -162,7 +269,18 @@ public:
             encoded_frame out;
             out.kind = media_kind::video;
             out.keyframe = (pkt->data.frame.flags & VPX_FRAME_IS_KEY) != 0;
-            out.temporal_layer = 0;
+            if (out.keyframe) {
+                // Also a keyframe libvpx made on its own (a resize): it refreshes every buffer,
+                // so it is a base layer frame and the pattern goes on after it.
+                if (!pattern_.empty()) {
+                    step_ = 1 % pattern_.size();
+                    since_keyframe_ = 1;
+                }
+            } else {
+                out.temporal_layer = step.layer;
+                out.layer_sync = step.layer_sync;
+                out.non_reference = step.non_reference;
+            }
             out.rtp_timestamp = rtp_timestamp_90k(f.capture_time);
             out.capture_time = f.capture_time;
             out.width = f.width;
@@ -184,6 +302,10 @@ private:
         next_pts_ = o.next_pts_;
         first_us_ = o.first_us_;
         started_ = o.started_;
+        pattern_ = o.pattern_;
+        keyframe_every_ = o.keyframe_every_;
+        step_ = o.step_;
+        since_keyframe_ = o.since_keyframe_;
     }
 
     vpx_ctx_ptr ctx_;
@@ -194,6 +316,10 @@ private:
     vpx_codec_pts_t next_pts_ = 0;
     std::int64_t first_us_ = 0;
     bool started_ = false;
+    std::span<const temporal_step> pattern_; ///< empty: one layer
+    unsigned keyframe_every_ = 0;            ///< frames between periodic keyframes when layered; 0 = none
+    std::size_t step_ = 0;                   ///< pattern_ index of the next frame
+    unsigned since_keyframe_ = 0;            ///< frames encoded since the last keyframe (layered)
 };
 
 /// Decodes VP8/VP9 into tightly packed I420 frames.
