@@ -65,6 +65,11 @@ struct relay_stats {
     std::uint64_t padding_received = 0;     ///< padding-only packets from publishers (probes; dropped)
     std::uint64_t subscriber_feedback = 0;  ///< transport-wide feedback messages from subscribers
     std::uint64_t padding_sent = 0;         ///< padding-only probe packets sent to subscribers
+    std::uint64_t layer_dropped = 0;        ///< video packets a subscriber's layer selection withheld
+    std::uint64_t layer_fills = 0;          ///< padding-only packets sent in the place of a late withheld packet
+    std::uint64_t layer_unparsed = 0;       ///< video packets without a readable descriptor (not sent to selecting subscribers)
+    std::uint64_t retransmissions_limited = 0; ///< subscriber NACKs not answered: over the leg's repair budget
+    std::uint64_t layer_changes = 0;        ///< subscriber layer targets changed by the leg's estimate
 };
 
 namespace detail {

@@ -16,6 +16,8 @@
 
 #include "onair/relay/concepts.hpp"
 #include "onair/relay/downlink.hpp"
+#include "onair/relay/layer_meter.hpp"
+#include "onair/relay/layer_selector.hpp"
 #include "onair/qos/flexfec.hpp"
 #include "onair/qos/nack_generator.hpp"
 #include "onair/qos/receive_statistics.hpp"
@@ -55,6 +57,12 @@ struct sfu_config {
     std::chrono::milliseconds report_interval{1000};
     /// Each subscriber leg's congestion control (its estimator starts here).
     downlink_config downlink{};
+    /// Choose each subscriber's layers from its leg's estimate (VP8/VP9 streams). Off: every
+    /// subscriber gets every layer, byte for byte.
+    bool select_layers = true;
+    /// A layer is added when its rate fits this share of the leg's estimate (what is left
+    /// after audio); dropped as soon as it no longer fits the whole of it.
+    double layer_up_margin = 0.85;
     /// Called (on the node's thread) when a stream goes live or its description changes.
     std::function<void(const rtp::stream_description&)> on_stream_live;
 };
@@ -79,6 +87,28 @@ public:
         /// plain-RTP receivers send no feedback).
         downlink leg;
         std::uint64_t transport_feedback = 0; ///< feedback messages the leg's estimator took
+        /// Which layers this subscriber gets, renumbered as one stream (VP8/VP9 video, not
+        /// for fixed targets).
+        std::unique_ptr<layer_selector> selector;
+        /// The subscriber's numbers differ from the publisher's (a layer was dropped): the
+        /// stream's FEC, computed over the publisher's numbers, is not for it.
+        bool rewritten = false;
+        /// Retransmissions may take at most half of the leg's estimate (a 1 s bucket, bytes):
+        /// on a congested leg repairs would otherwise add to the loss they repair.
+        double rtx_allowance = 0;
+        clock::time_point rtx_refilled{};
+        bool take_rtx_allowance(std::size_t bytes, clock::time_point now) {
+            const double per_s = static_cast<double>(leg.target_bps()) / 16.0; // half the estimate, in bytes
+            if (rtx_refilled != clock::time_point{})
+                rtx_allowance = std::min(per_s, rtx_allowance + per_s * std::chrono::duration<double>(now - rtx_refilled).count());
+            else
+                rtx_allowance = per_s;
+            rtx_refilled = now;
+            if (fixed) return true;
+            if (rtx_allowance < static_cast<double>(bytes)) return false;
+            rtx_allowance -= static_cast<double>(bytes);
+            return true;
+        }
     };
 
     struct stream {
@@ -114,6 +144,9 @@ public:
         /// Arrival times of the publisher's packets by transport-wide sequence number, reported
         /// back every 50 ms: its congestion controller's measurements of this leg.
         qos::transport_feedback_generator transport_feedback;
+        /// Rate of each video layer, and of audio, as forwarded: what a subscriber's choice costs.
+        layer_meter layers;
+        layer_meter audio_rate;
 
         stream() : video_cache(1024), audio_cache(256) {}
     };
@@ -125,7 +158,7 @@ public:
     void add_forward(const std::string& name, const endpoint& video_to, const endpoint& audio_to) {
         auto& s = streams_[name];
         s.desc.name = name;
-        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0, 0, {}, downlink(cfg_.downlink), 0});
+        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false});
     }
 
     template <class Ctx>
@@ -229,8 +262,10 @@ public:
                     return !sub.fixed && now - sub.last_seen > cfg_.session_timeout;
                 }))
                 refresh_protection(s); // the lossy one may have gone
-            const bool someone_waits = std::any_of(s.subscribers.begin(), s.subscribers.end(),
-                                                   [](const subscriber& sub) { return sub.waiting_keyframe; });
+            if (s.live) choose_layers(s, now);
+            const bool someone_waits = std::any_of(s.subscribers.begin(), s.subscribers.end(), [](const subscriber& sub) {
+                return sub.waiting_keyframe || (sub.selector && sub.selector->wants_keyframe());
+            });
             const bool refresh = s.live && now - s.last_keyframe >= cfg_.forward_keyframe_interval &&
                                  std::any_of(s.subscribers.begin(), s.subscribers.end(),
                                              [](const subscriber& sub) { return sub.fixed; });
@@ -301,8 +336,11 @@ private:
             if (s.desc.video_ssrc) s.reception.add_stream(s.desc.video_ssrc, 90'000);
             if (s.desc.audio_ssrc) s.reception.add_stream(s.desc.audio_ssrc, 48'000);
             setup_fec(s);
+            s.layers.reset();
+            s.audio_rate.reset();
             for (auto& sub : s.subscribers) {
                 sub.waiting_keyframe = true;
+                attach_selector(s, sub);
                 if (!sub.fixed) reply(ctx, sub.video_to, rtp::session_status::ok, s.desc);
             }
             if (cfg_.on_stream_live) cfg_.on_stream_live(s.desc);
@@ -318,7 +356,8 @@ private:
         auto it = std::find_if(s.subscribers.begin(), s.subscribers.end(),
                                [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; });
         if (it == s.subscribers.end()) {
-            s.subscribers.push_back(subscriber{from, from, false, true, now, 0, 0, {}, downlink(cfg_.downlink), 0});
+            s.subscribers.push_back(subscriber{from, from, false, true, now, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false});
+            if (s.live) attach_selector(s, s.subscribers.back());
             if (s.live) request_keyframe(ctx, s, now);
         } else {
             it->last_seen = now;
@@ -346,7 +385,20 @@ private:
             s.last_keyframe = s.last_seen;
             s.key_timestamp = p.timestamp;
         }
+        layered_packet lp;
+        if (video) {
+            lp = layered_packet_of(s, p);
+            s.layers.add(lp.info.spatial, lp.info.temporal, p.whole.size(), s.last_seen);
+        } else {
+            s.audio_rate.add(0, 0, p.whole.size(), s.last_seen);
+        }
         for (auto& sub : s.subscribers) {
+            if (video && sub.selector) {
+                if (lp.ok) send_layered(ctx, s, sub, p, lp);
+                else ++stats_.layer_unparsed; // no descriptor to renumber: not for a selecting leg
+                sub.waiting_keyframe = !sub.selector->started();
+                continue;
+            }
             if (video) {
                 if (sub.waiting_keyframe) {
                     if (!key_start) continue;
@@ -365,6 +417,111 @@ private:
             stats_.bytes_forwarded += p.whole.size();
         }
         if (video && s.fec_out) protect(ctx, s, p.sequence);
+    }
+
+    /// A video packet's layer and where its descriptor's renumbered fields are.
+    struct layered_packet {
+        bool ok = false;
+        layer_info info;
+        descriptor_layout layout;
+        std::size_t tseq_offset = 0;
+    };
+    static layered_packet layered_packet_of(const stream& s, const rtp::packet_view& p) noexcept {
+        layered_packet lp;
+        if (s.format == rtp::video_format::vp8) {
+            rtp::vp8_descriptor d;
+            if (rtp::parse_vp8_descriptor(p.payload, d)) return lp;
+            lp.info = layer_info_of(0, d, p.payload);
+            lp.layout = layout_of(d);
+        } else if (s.format == rtp::video_format::vp9) {
+            rtp::vp9_descriptor d;
+            if (rtp::parse_vp9_descriptor(p.payload, d)) return lp;
+            lp.info = layer_info_of(0, d);
+            lp.layout = layout_of(d);
+        } else {
+            return lp;
+        }
+        lp.ok = true;
+        lp.tseq_offset = rtp::transport_sequence_offset(p.whole);
+        return lp;
+    }
+
+    /// Selecting subscribers get VP8/VP9 video through a layer_selector (not fixed targets:
+    /// their receivers expect the publisher's stream as it is).
+    void attach_selector(const stream& s, subscriber& sub) const {
+        sub.rewritten = false;
+        sub.selector.reset();
+        if (sub.fixed || !cfg_.select_layers || !s.desc.video_ssrc) return;
+        if (s.format != rtp::video_format::vp8 && s.format != rtp::video_format::vp9) return;
+        sub.selector = std::make_unique<layer_selector>(s.desc.video_ssrc, 1, static_cast<std::uint8_t>(max_temporal_layers));
+        sub.selector->set_target(0, 0); // raised as soon as the leg's estimate allows
+    }
+
+    /// One video packet for a selecting subscriber: dropped, a fill, or forwarded under this
+    /// leg's numbers (the publisher's bytes as long as nothing was dropped yet).
+    template <class Ctx>
+    void send_layered(Ctx& ctx, stream& s, subscriber& sub, const rtp::packet_view& p, const layered_packet& lp) {
+        layer_selector& sel = *sub.selector;
+        const bool started = sel.started();
+        const auto now = s.last_seen;
+        const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+        const layer_decision d = sel.on_packet(p, lp.info, now_us);
+        const auto send2 = [&](rtp::bytes_view head, rtp::bytes_view tail) { ctx.send(sub.video_to, head, tail); };
+        switch (d.action) {
+        case layer_action::drop:
+            // A packet of the forwarded encoding withheld: from now on the numbers differ.
+            if (started && lp.info.spatial == sel.spatial()) sub.rewritten = true;
+            ++stats_.layer_dropped;
+            return;
+        case layer_action::fill: {
+            sub.rewritten = true;
+            std::array<std::uint8_t, max_rewritten_head> buf;
+            if (const std::size_t n = write_fill_packet(p, s.desc.video_ssrc, d, buf)) {
+                sub.leg.send_packet(send2, rtp::bytes_view(buf.data(), n), now);
+                ++stats_.layer_fills;
+            }
+            return;
+        }
+        case layer_action::forward: break;
+        }
+        if (d.sequence != p.sequence || d.timestamp != p.timestamp || (lp.info.has_picture_id && d.picture_id != lp.info.picture_id) ||
+            (lp.info.has_tl0picidx && d.tl0picidx != lp.info.tl0picidx))
+            sub.rewritten = true;
+        ++stats_.rtp_forwarded;
+        stats_.bytes_forwarded += p.whole.size();
+        if (!sub.rewritten) return send_to(ctx, sub, sub.video_to, p.whole);
+        std::array<std::uint8_t, max_rewritten_head> head;
+        const std::size_t n = write_rewritten_prefix(p, lp.layout, s.desc.video_ssrc, d, head);
+        if (n == 0) {
+            ++stats_.layer_unparsed;
+            return;
+        }
+        sub.leg.send(send2, std::span<std::uint8_t>(head.data(), n), p.whole.subspan(n), lp.tseq_offset, now);
+    }
+
+    /// Each selecting subscriber's layers from its leg's estimate: the most temporal layers
+    /// whose rate (with audio) fits; one more only with a margin, one fewer at once.
+    void choose_layers(stream& s, clock::time_point now) {
+        const std::size_t layers = s.layers.temporal_layers(0);
+        if (layers == 0) return;
+        const std::int64_t audio = s.audio_rate.rate_bps(0, 0, now);
+        std::array<std::int64_t, max_temporal_layers> cost{};
+        for (std::size_t t = 0; t < layers; ++t) cost[t] = s.layers.rate_bps(0, t, now);
+        for (auto& sub : s.subscribers) {
+            if (!sub.selector) continue;
+            const double budget = static_cast<double>(std::max<std::int64_t>(sub.leg.target_bps() - audio, 0));
+            const std::size_t current = sub.selector->target_temporal();
+            std::size_t pick = 0;
+            for (std::size_t t = 1; t < layers; ++t) {
+                const double need = static_cast<double>(cost[t]) / (t > current ? cfg_.layer_up_margin : 1.0);
+                if (need <= budget) pick = t;
+                else break;
+            }
+            if (pick != current) {
+                sub.selector->set_target(0, static_cast<std::uint8_t>(pick));
+                ++stats_.layer_changes;
+            }
+        }
     }
 
     /// Sends a packet on a subscriber's leg: numbered and measured by the leg's estimator
@@ -474,7 +631,7 @@ private:
             if (rtp::parse(pkt->bytes(), p)) continue;
             (void)s.fec_out->add(p.whole, p.timestamp == s.key_timestamp, [&](rtp::bytes_view repair) {
                 for (auto& sub : s.subscribers) {
-                    if (sub.fixed || sub.waiting_keyframe) continue;
+                    if (sub.fixed || sub.waiting_keyframe || sub.rewritten) continue;
                     send_to(ctx, sub, sub.video_to, repair);
                     ++stats_.fec_sent;
                     stats_.fec_bytes += repair.size();
@@ -685,16 +842,36 @@ private:
         const auto now = ctx.now();
         nack.for_each([&](std::uint16_t seq) {
             ++stats_.nack_requests;
+            // A renumbered leg asks for its own numbers: the selector knows which packet each was.
+            std::optional<forwarded_packet> sent;
+            if (video && sub->rewritten && sub->selector) {
+                sent = sub->selector->history(seq);
+                if (!sent) return; // a fill, or nothing this leg was sent
+            }
             // No resend suppression here: each subscriber paces its own requests.
-            packet_ref original = cache.take_for_resend(seq, now, clock::duration::zero());
+            packet_ref original = cache.take_for_resend(sent ? sent->sequence : seq, now, clock::duration::zero());
             if (!original) return;
             rtp::packet_view p;
             if (rtp::parse(original.bytes(), p)) return;
+            std::array<std::uint8_t, max_datagram_size> renumbered;
+            if (sent) {
+                // The packet as this leg had it, then wrapped like any other.
+                const layered_packet lp = layered_packet_of(s, p);
+                if (!lp.ok) return;
+                const std::size_t head = write_rewritten_prefix(p, lp.layout, s.desc.video_ssrc, sent->decision, renumbered);
+                if (head == 0 || p.whole.size() > renumbered.size()) return;
+                std::memcpy(renumbered.data() + head, p.whole.data() + head, p.whole.size() - head);
+                if (rtp::parse(rtp::bytes_view(renumbered.data(), p.whole.size()), p)) return;
+            }
             std::array<std::uint8_t, max_datagram_size> buf;
             const std::size_t n =
                 qos::write_rtx(p, rtx_ssrc, rtx_pt, video ? sub->rtx_sequence++ : sub->audio_rtx_sequence++, buf);
             if (n == 0) return;
             const int copies = sub->loss.repair_copies();
+            if (!sub->take_rtx_allowance(n * static_cast<std::size_t>(copies), now)) {
+                ++stats_.retransmissions_limited;
+                return;
+            }
             for (int c = 0; c < copies; ++c) send_to(ctx, *sub, video ? sub->video_to : sub->audio_to, rtp::bytes_view(buf.data(), n));
             stats_.retransmissions += static_cast<std::uint64_t>(copies);
             stats_.retransmission_bytes += n * static_cast<std::uint64_t>(copies);
