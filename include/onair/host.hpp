@@ -12,6 +12,7 @@
 #include "onair/core/time.hpp"
 #include "onair/core/worker.hpp"
 #include "onair/qos/congestion_controller.hpp"
+#include "onair/relay/layer_meter.hpp"
 #include "onair/qos/flexfec.hpp"
 #include "onair/qos/red.hpp"
 #include "onair/qos/retransmission_cache.hpp"
@@ -65,6 +66,7 @@ struct host_stats {
     std::int64_t target_bps = 0;            ///< the estimated bitrate of the path to the relay
     std::int64_t acked_bps = 0;             ///< what the relay's feedback says got through
     int video_target_kbps = 0;              ///< what the video encoder was last told
+    std::uint64_t video_frames_shed = 0;    ///< encoded frames of upper temporal layers not sent (output over the estimate)
     double pacer_queue_ms = 0;              ///< age of the oldest packet waiting in the pacer
     std::uint64_t transport_feedback = 0;   ///< feedback messages taken
     std::uint64_t malformed_feedback = 0;   ///< feedback that did not parse, was repeated or absurd
@@ -320,6 +322,7 @@ public:
         s.target_bps = stats_.target_bps;
         s.acked_bps = stats_.acked_bps;
         s.video_target_kbps = stats_.video_target_kbps;
+        s.video_frames_shed = stats_.video_frames_shed;
         s.pacer_queue_ms = static_cast<double>(stats_.pacer_queue_us.load()) / 1000.0;
         s.transport_feedback = stats_.transport_feedback;
         s.malformed_feedback = stats_.malformed_feedback;
@@ -373,7 +376,7 @@ private:
             nacks_received{0}, retransmissions{0}, retransmission_bytes{0}, redundancy_bytes{0}, fec_packets{0}, fec_bytes{0},
             audio_retransmissions{0}, reported_loss_permille{0}, transport_feedback{0}, malformed_feedback{0}, overuses{0},
             probes{0}, padding_packets{0}, pacer_dropped{0}, pacer_queue_us{0}, retransmissions_limited{0},
-            video_frames_congested{0}, resolution_changes{0}, rtt_us{0};
+            video_frames_congested{0}, resolution_changes{0}, rtt_us{0}, video_frames_shed{0};
         std::atomic<std::int64_t> target_bps{0}, acked_bps{0};
         std::atomic<int> video_target_kbps{0};
         std::atomic<std::uint32_t> fec_delta{0}, fec_key{0};
@@ -405,6 +408,10 @@ private:
                 return;
             }
             held_back_video_ = false;
+        }
+        if (video && shed(ef)) {
+            ++stats_.video_frames_shed;
+            return;
         }
         const bool red = !video && cfg_.audio_redundancy > 0;
         const auto t = std::chrono::steady_clock::now();
@@ -689,6 +696,34 @@ private:
         pace(); // a probe may be due
     }
 
+    /// With temporal layers and congestion control, frames of the upper layers are not sent
+    /// while what the encoder produces (measured per layer over the last second) exceeds the
+    /// video share of the estimate: the rate falls at once by their share (TL2 40 %, TL1 20 %
+    /// of a 3-layer stream), and the frames still sent decode, since nothing references a
+    /// frame that was left out. The encoder's own rate control follows more slowly; as its
+    /// output comes down the layers come back (each from its next frame after a base layer
+    /// frame). A left-out TL1 frame takes the TL2 frames after it (they may reference it) up
+    /// to the next base layer frame.
+    bool shed(const encoded_frame& ef) {
+        const auto now = std::chrono::steady_clock::now();
+        const std::size_t packets = ef.data.size() / rtp::max_payload_size + 1;
+        produced_.add(0, ef.temporal_layer, ef.data.size() + packets * 40, now); // with about 40 header bytes a packet
+        if (!cfg_.congestion_control || !cfg_.adapt_video || cfg_.video.temporal_layers < 2) return false;
+        if (ef.keyframe || ef.temporal_layer == 0) {
+            // The layers allowed until the next base layer frame.
+            const std::int64_t budget = std::int64_t{video_kbps_ > 0 ? video_kbps_ : cfg_.video.bitrate_kbps} * 1000;
+            allowed_layer_ = 0;
+            for (std::size_t t = 1; t < static_cast<std::size_t>(cfg_.video.temporal_layers); ++t)
+                if (produced_.rate_bps(0, t, now) <= budget) allowed_layer_ = static_cast<std::uint8_t>(t);
+            return false;
+        }
+        // Between base layer frames the allowed layer only goes down (a sudden drop of the
+        // estimate): the top layer's frames are referenced by nothing, so shedding them now is safe.
+        const std::int64_t budget = std::int64_t{video_kbps_ > 0 ? video_kbps_ : cfg_.video.bitrate_kbps} * 1000;
+        if (allowed_layer_ > 1 && produced_.rate_bps(0, allowed_layer_, now) > budget * 5 / 4) allowed_layer_ = 1;
+        return ef.temporal_layer > allowed_layer_;
+    }
+
     /// Splits the target among audio, FEC and video; tells the video encoder when its share
     /// moved by 5 % or more.
     void apply_target() {
@@ -838,6 +873,8 @@ private:
     typename video_codec::config encoder_config_{};
     resolution_ladder ladder_;
     int encoder_divisor_ = 1;
+    relay::layer_meter produced_;    ///< what the encoder produced per temporal layer (network thread)
+    std::uint8_t allowed_layer_ = 7; ///< temporal layers above this are not sent (until the next base layer frame)
     bool skipped_last_ = false; ///< the previous raw frame was not encoded (pacer congested)
     video_frame half_, quarter_;
     // Shared.
