@@ -9,6 +9,7 @@
 //               name_len u8 | name | video_ssrc u32 | audio_ssrc u32 | video_pt u8 | audio_pt u8
 //               vcodec_len u8 | vcodec | acodec_len u8 | acodec | rtx_ssrc u32 | rtx_pt u8
 //               | red_pt u8 | fec_ssrc u32 | fec_pt u8 | audio_rtx_ssrc u32 | audio_rtx_pt u8
+//               | simulcast: 2 x (ssrc u32 | rtx_ssrc u32), lowest encoding first
 //               | zero padding to 32 bits
 // Fields from red_pt on were added later; a shorter message leaves them 0 (none).
 #pragma once
@@ -16,6 +17,8 @@
 #include "onair/core/error.hpp"
 #include "onair/rtp/packet.hpp"
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -40,6 +43,15 @@ struct stream_description {
     std::uint8_t video_fec_pt = 118;
     std::uint32_t audio_rtx_ssrc = 0; ///< RFC 4588 retransmissions of audio; 0 = none
     std::uint8_t audio_rtx_pt = 98;
+    /// Simulcast: the lower encodings of the video (index 0 the lowest), each with its own
+    /// SSRC and RTX SSRC; 0 = none. video_ssrc is the top encoding, and the one SSRC every
+    /// viewer sees (the relay forwards each viewer one encoding under it).
+    std::array<std::uint32_t, 2> video_lower_ssrcs{};
+    std::array<std::uint32_t, 2> video_lower_rtx_ssrcs{};
+    /// Encodings of the video: 1 + the lower ones announced.
+    std::size_t video_encodings() const noexcept {
+        return 1 + (video_lower_ssrcs[0] != 0) + (video_lower_ssrcs[0] != 0 && video_lower_ssrcs[1] != 0);
+    }
     friend bool operator==(const stream_description&, const stream_description&) = default;
 };
 
@@ -68,7 +80,7 @@ inline constexpr std::size_t max_stream_name = 255;
 inline std::size_t write_session_message(const session_message& m, std::span<std::uint8_t> out) noexcept {
     const auto& s = m.stream;
     if (s.name.size() > max_stream_name || s.video_codec.size() > 255 || s.audio_codec.size() > 255) return 0;
-    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 16;
+    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 16 + 16;
     const std::size_t padded = (data + 3) / 4 * 4;
     const std::size_t total = 12 + padded;
     if (out.size() < total) return 0;
@@ -103,6 +115,10 @@ inline std::size_t write_session_message(const session_message& m, std::span<std
     q[10] = s.video_fec_pt;
     store_be32(q + 11, s.audio_rtx_ssrc);
     q[15] = s.audio_rtx_pt;
+    for (std::size_t i = 0; i < 2; ++i) {
+        store_be32(q + 16 + 8 * i, s.video_lower_ssrcs[i]);
+        store_be32(q + 20 + 8 * i, s.video_lower_rtx_ssrcs[i]);
+    }
     return total;
 }
 
@@ -160,6 +176,11 @@ inline std::error_code parse_session_message(bytes_view d, session_message& m) n
     if (end - q >= 16) {
         s.audio_rtx_ssrc = load_be32(q + 11);
         s.audio_rtx_pt = q[15] & 0x7f;
+    }
+    for (std::size_t i = 0; i < 2; ++i) {
+        if (end - q < static_cast<std::ptrdiff_t>(24 + 8 * i)) break;
+        s.video_lower_ssrcs[i] = load_be32(q + 16 + 8 * i);
+        s.video_lower_rtx_ssrcs[i] = load_be32(q + 20 + 8 * i);
     }
     return {};
 }

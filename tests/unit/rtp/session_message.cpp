@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <cstring>
 #include <ostream> // doctest prints std::error_code through it
 #include <random>
 #include <string>
@@ -38,8 +39,8 @@ TEST_CASE("session message: the APP header and every field round-trip") {
     std::array<std::uint8_t, 256> buf{};
     const auto n = rtp::write_session_message(sample(), buf);
     // 12-byte APP header + 4 + (1+3) + 10 + (1+3) + (1+4) + 5 + 1 (RED PT) + 5 (FEC) + 5
-    // (audio RTX) = 55, padded to 56.
-    REQUIRE(n == 56);
+    // (audio RTX) + 16 (simulcast) = 71, padded to 72.
+    REQUIRE(n == 72);
     CHECK(buf[44] == 63); // audio RED PT right after the RTX PT
     CHECK(rtp::load_be32(&buf[45]) == 0x99AABBCC);
     CHECK(buf[49] == 118);
@@ -47,7 +48,7 @@ TEST_CASE("session message: the APP header and every field round-trip") {
     CHECK(buf[54] == 98);
     CHECK(buf[0] == (0x80 | 3));              // V=2, subtype 3 = ack
     CHECK(buf[1] == 204);                     // APP
-    CHECK(rtp::load_be16(&buf[2]) == 56 / 4 - 1);
+    CHECK(rtp::load_be16(&buf[2]) == 72 / 4 - 1);
     CHECK(std::string(buf.begin() + 8, buf.begin() + 12) == "ONAR");
     CHECK(rtp::is_rtcp(std::span(buf.data(), n)));
     CHECK(rtp::is_session_message(std::span(buf.data(), n)));
@@ -75,13 +76,13 @@ TEST_CASE("session message: a message without the RED field (the earlier layout)
     REQUIRE_FALSE(static_cast<bool>(rtp::parse_session_message(old, back)));
     CHECK(back.stream.audio_red_pt == 0);
     CHECK(back.stream == m.stream);
-    REQUIRE(n == 56);
+    REQUIRE(n == 72);
 }
 
 TEST_CASE("session message: a message with RED but without FEC and audio RTX (the layout before) reads them as none") {
     auto m = sample();
     std::array<std::uint8_t, 256> buf{};
-    REQUIRE(rtp::write_session_message(m, buf) == 56);
+    REQUIRE(rtp::write_session_message(m, buf) == 72);
     // That layout ended after the RED PT: 45 bytes, padded to 48 with zeros.
     std::vector<std::uint8_t> old(buf.begin(), buf.begin() + 48);
     old[45] = old[46] = old[47] = 0;
@@ -136,4 +137,34 @@ TEST_CASE("session message: random bytes never crash the parser") {
         }
     }
     CHECK(accepted < 100'000);
+}
+
+TEST_CASE("session message: simulcast encodings round-trip, and a message without them reads none") {
+    auto m = sample();
+    m.stream.video_lower_ssrcs = {0x21222324, 0x31323334};
+    m.stream.video_lower_rtx_ssrcs = {0x41424344, 0x51525354};
+    CHECK(m.stream.video_encodings() == 3);
+    std::array<std::uint8_t, 256> buf{};
+    const auto n = rtp::write_session_message(m, buf);
+    REQUIRE(n == 72);
+    CHECK(rtp::load_be32(&buf[55]) == 0x21222324);
+    CHECK(rtp::load_be32(&buf[59]) == 0x41424344);
+    CHECK(rtp::load_be32(&buf[63]) == 0x31323334);
+    CHECK(rtp::load_be32(&buf[67]) == 0x51525354);
+    rtp::session_message back;
+    REQUIRE_FALSE(static_cast<bool>(rtp::parse_session_message(std::span(buf.data(), n), back)));
+    CHECK(back.stream == m.stream);
+    // The same message as an older sender writes it: ends after the audio RTX PT (55 bytes,
+    // padded to 56). The simulcast fields read 0: one encoding.
+    std::array<std::uint8_t, 56> old{};
+    std::memcpy(old.data(), buf.data(), 55);
+    rtp::store_be16(&old[2], 56 / 4 - 1);
+    REQUIRE_FALSE(static_cast<bool>(rtp::parse_session_message(std::span(old.data(), old.size()), back)));
+    CHECK(back.stream.video_lower_ssrcs[0] == 0);
+    CHECK(back.stream.video_lower_rtx_ssrcs[1] == 0);
+    CHECK(back.stream.video_encodings() == 1);
+    CHECK(back.stream.audio_rtx_ssrc == m.stream.audio_rtx_ssrc);
+    // Only the lowest of the two announced: two encodings.
+    m.stream.video_lower_ssrcs[1] = 0;
+    CHECK(m.stream.video_encodings() == 2);
 }
