@@ -167,6 +167,12 @@ public:
         /// want it, so it is off by default.
         bool adapt_resolution = false;
         qos::pacer_config pacer{};
+        /// Simulcast: encodings of the video sent at once, 1..3. The top one is `video` as
+        /// configured; each lower one has half the width and height of the one above and
+        /// `simulcast_rate_step` of its bitrate, its own SSRC, RTX SSRC and key frames. A relay
+        /// forwards each viewer the encoding its link carries. Only the top one is FEC-protected.
+        int simulcast = 1;
+        double simulcast_rate_step = 0.3;
     };
 
     /// Constructs the transport in place from `transport_args`.
@@ -192,6 +198,17 @@ public:
         stats_.fec_delta = fec_.protection().delta.fec_packets;
         stats_.fec_key = fec_.protection().key.fec_packets;
         audio_.timestamp_offset = detail::random_u32();
+        for (std::size_t i = 0; i < lower_.size(); ++i) {
+            if (static_cast<int>(i) + 1 >= cfg_.simulcast) break;
+            auto l = std::make_unique<lower_encoding>(cfg_.retransmission_packets / 2);
+            l->media.ssrc = video_.ssrc + 5 + static_cast<std::uint32_t>(i);
+            l->media.payload_type = cfg_.video_payload_type;
+            l->media.sequence = static_cast<std::uint16_t>(detail::random_u32());
+            l->media.timestamp_offset = video_.timestamp_offset; // one capture clock for all encodings
+            l->rtx_ssrc = video_.ssrc + 7 + static_cast<std::uint32_t>(i);
+            l->rtx_sequence = static_cast<std::uint16_t>(detail::random_u32());
+            lower_[i] = std::move(l);
+        }
     }
     basic_host(const basic_host&) = delete;
     basic_host& operator=(const basic_host&) = delete;
@@ -205,8 +222,18 @@ public:
             if (cfg_.congestion_control && cfg_.adapt_video) {
                 if (vc.drop_frame_threshold == 0) vc.drop_frame_threshold = 30;
             }
+            if (cfg_.simulcast < 1 || cfg_.simulcast > 3) return errc::codec_init_failed;
             if (auto ec = venc_.open(vc)) return ec;
             encoder_config_ = vc;
+            // Lower encodings: from the top one down, each half the size of the one above.
+            auto lc = vc;
+            for (std::size_t k = lower_count(); k-- > 0;) {
+                lc.width = (lc.width + 1) / 2;
+                lc.height = (lc.height + 1) / 2;
+                lc.bitrate_kbps = std::max(1, static_cast<int>(lc.bitrate_kbps * cfg_.simulcast_rate_step));
+                if (auto ec = lower_[k]->encoder.open(lc)) return ec;
+                lower_[k]->max_kbps = lc.bitrate_kbps;
+            }
         }
         if (cfg_.send_audio)
             if (auto ec = aenc_.open(cfg_.audio)) return ec;
@@ -268,6 +295,7 @@ public:
                            [this, ef = std::move(ef)] { send_frame(video_, ef); });
             });
             if (ec) ++stats_.encode_errors;
+            encode_lower(f);
         });
         return {};
     }
@@ -351,6 +379,10 @@ public:
                 d.video_fec_ssrc = fec_ssrc(video_.ssrc);
                 d.video_fec_pt = cfg_.video_fec_payload_type;
             }
+            for (std::size_t i = 0; i < lower_count(); ++i) {
+                d.video_lower_ssrcs[i] = lower_[i]->media.ssrc;
+                d.video_lower_rtx_ssrcs[i] = lower_[i]->rtx_ssrc;
+            }
         }
         if (cfg_.send_audio) {
             d.audio_ssrc = audio_.ssrc;
@@ -369,6 +401,21 @@ public:
     Sink& sink() noexcept { return sink_; }
 
 private:
+    /// A lower simulcast encoding: its encoder (codec thread) and sending state (network thread).
+    struct lower_encoding {
+        explicit lower_encoding(std::size_t cache_packets) : cache(cache_packets) {}
+        typename video_codec::encoder encoder;
+        detail::outgoing_media<video_codec> media;
+        std::uint32_t rtx_ssrc = 0;
+        std::uint16_t rtx_sequence = 0;
+        qos::retransmission_cache cache;
+        bool held_back = false;                 ///< network thread: waits for a key frame
+        std::atomic<bool> key_requested{false};
+        int max_kbps = 0;
+        std::atomic<int> kbps{0};               ///< new share for the encoder (0: unchanged)
+        int last_kbps = 0;                      ///< network thread: the share last given
+        video_frame scaled;                     ///< codec thread: this encoding's input
+    };
     struct atomic_stats {
         std::atomic<std::uint64_t> video_frames_in{0}, video_frames_dropped{0}, video_frames_encoded{0}, keyframes{0},
             keyframe_requests{0}, audio_frames_encoded{0}, packets_sent{0}, video_packets_sent{0}, bytes_sent{0}, encode_errors{0}, video_frames_before_publish{0},
@@ -387,29 +434,31 @@ private:
     void send_frame(Media& m, const encoded_frame& ef) {
         const std::uint32_t ts = ef.rtp_timestamp + m.timestamp_offset;
         const std::uint64_t ntp = to_ntp(ef.capture_time);
-        const bool video = &m == static_cast<void*>(&video_);
+        const bool video = ef.kind == media_kind::video;
+        lower_encoding* low = video ? lower_of(m) : nullptr; // null: the top encoding (or audio)
+        bool& held_back = low ? low->held_back : held_back_video_;
         if (!stats_.published) {
             // Media that overtook the publish hello (a reordering path) would be dropped by
             // the relay as an unknown stream, and a key frame without its first packets
             // starts nobody: nothing goes out until the relay has the stream, and the first
             // video frame after that is a key frame.
             if (video) {
-                ++stats_.video_frames_before_publish;
-                held_back_video_ = true;
+                if (!low) ++stats_.video_frames_before_publish;
+                held_back = true;
             } else {
                 ++stats_.audio_frames_before_publish;
             }
             return;
         }
-        if (video && held_back_video_) {
+        if (video && held_back) {
             // Frames encoded before the key frame asked for at the ack are still deltas.
             if (!ef.keyframe) {
-                ++stats_.video_frames_before_publish;
+                if (!low) ++stats_.video_frames_before_publish;
                 return;
             }
-            held_back_video_ = false;
+            held_back = false;
         }
-        if (video && shed(ef)) {
+        if (video && !low && shed(ef)) {
             ++stats_.video_frames_shed;
             return;
         }
@@ -451,10 +500,10 @@ private:
             if (video) ++stats_.video_packets_sent;
             stats_.bytes_sent += pkt.size();
             if (video) {
-                video_cache_.store(h.sequence, pkt, t);
+                (low ? low->cache : video_cache_).store(h.sequence, pkt, t);
                 const rtp::bytes_view sent(pkt.bytes().data(), pkt.size());
                 out(std::move(pkt), qos::pacer_priority::video);
-                if (cfg_.video_fec) protect(sent, ef.keyframe); // the cache holds the buffer
+                if (cfg_.video_fec && !low) protect(sent, ef.keyframe); // the cache holds the buffer
             } else {
                 audio_cache_.store(h.sequence, pkt, t);
                 out(std::move(pkt), qos::pacer_priority::audio);
@@ -515,18 +564,20 @@ private:
     }
 
     /// Answers a NACK from the relay with RFC 4588 retransmissions from the cache.
-    void on_nack(const rtp::rtcp::nack& nack, bool video) {
+    void on_nack(const rtp::rtcp::nack& nack, bool video, lower_encoding* low = nullptr) {
         ++stats_.nacks_received;
         const auto t = std::chrono::steady_clock::now();
-        auto& cache = video ? video_cache_ : audio_cache_;
+        auto& cache = low ? low->cache : video ? video_cache_ : audio_cache_;
         nack.for_each([&](std::uint16_t seq) {
             packet_ref original = cache.take_for_resend(seq, t);
             if (!original) return;
             rtp::packet_view p;
             if (rtp::parse(original.bytes(), p)) return;
             packet_ref rtx = pool_.acquire();
-            const std::size_t n = video ? qos::write_rtx(p, rtx_ssrc_, cfg_.video_rtx_payload_type, rtx_sequence_++, rtx.capacity())
-                                        : qos::write_rtx(p, audio_rtx_ssrc_, cfg_.audio_rtx_payload_type, audio_rtx_sequence_++, rtx.capacity());
+            const std::size_t n =
+                low     ? qos::write_rtx(p, low->rtx_ssrc, cfg_.video_rtx_payload_type, low->rtx_sequence++, rtx.capacity())
+                : video ? qos::write_rtx(p, rtx_ssrc_, cfg_.video_rtx_payload_type, rtx_sequence_++, rtx.capacity())
+                        : qos::write_rtx(p, audio_rtx_ssrc_, cfg_.audio_rtx_payload_type, audio_rtx_sequence_++, rtx.capacity());
             if (n == 0) return;
             rtx.resize(n);
             int copies = loss_.repair_copies();
@@ -590,7 +641,11 @@ private:
         qos::congestion_controller_config cc;
         cc.pacer = c.pacer;
         const std::int64_t audio = c.send_audio ? audio_bps(c) : 0;
-        const std::int64_t video_max = c.send_video ? std::int64_t{c.video.bitrate_kbps} * 1000 : 0;
+        std::int64_t video_max = c.send_video ? std::int64_t{c.video.bitrate_kbps} * 1000 : 0;
+        for (int k = 1, rate = c.video.bitrate_kbps; k < std::clamp(c.simulcast, 1, 3); ++k) { // the lower encodings' bitrates too
+            rate = std::max(1, static_cast<int>(rate * c.simulcast_rate_step));
+            video_max += std::int64_t{rate} * 1000;
+        }
         cc.bwe.max_bps = std::max<std::int64_t>(audio + video_max * 3 / 2, 100'000); // FEC and repairs on top of video
         cc.bwe.min_bps = std::min<std::int64_t>(audio + std::int64_t{c.min_video_kbps} * 1000, cc.bwe.max_bps);
         cc.bwe.start_bps = c.start_bitrate_kbps > 0 ? std::int64_t{c.start_bitrate_kbps} * 1000 : audio + video_max;
@@ -730,8 +785,18 @@ private:
         if (!cfg_.send_video) return;
         const double fec_fraction = cfg_.video_fec ? static_cast<double>(fec_.protection().delta.fec_packets) / 10.0 : 0.0;
         const auto split = qos::split_bitrate(cc_.target_bps(), cfg_.send_audio ? audio_bps(cfg_) : 0, fec_fraction,
-                                              std::int64_t{cfg_.min_video_kbps} * 1000, std::int64_t{cfg_.video.bitrate_kbps} * 1000);
-        const int kbps = static_cast<int>(split.video_bps / 1000);
+                                              std::int64_t{cfg_.min_video_kbps} * 1000, video_max_kbps() * 1000);
+        int kbps = static_cast<int>(split.video_bps / 1000);
+        // Simulcast: the lower encodings first (each up to its own bitrate), the top one the rest.
+        for (std::size_t i = 0; i < lower_count(); ++i) {
+            auto& l = *lower_[i];
+            const int give = std::clamp(kbps - cfg_.min_video_kbps, 1, l.max_kbps);
+            if (std::abs(give - l.last_kbps) * 20 >= std::max(l.last_kbps, 1)) {
+                l.last_kbps = give;
+                l.kbps.store(give, std::memory_order_relaxed);
+            }
+            kbps = std::max(kbps - give, cfg_.min_video_kbps);
+        }
         if (video_kbps_ != 0 && std::abs(kbps - video_kbps_) * 20 < video_kbps_) return;
         video_kbps_ = kbps;
         stats_.video_target_kbps = kbps;
@@ -785,6 +850,7 @@ private:
         report_timer_.async_wait([this](std::error_code ec) {
             if (ec || !running_) return;
             send_report(video_, video_codec::clock_rate);
+            for (std::size_t i = 0; i < lower_count(); ++i) send_report(lower_[i]->media, video_codec::clock_rate);
             send_report(audio_, audio_codec::clock_rate);
             arm_report();
         });
@@ -804,8 +870,11 @@ private:
             rtp::session_message m;
             if (rtp::parse_session_message(d, m) || m.type != rtp::session_type::ack || m.stream.name != cfg_.stream)
                 return;
-            if (m.status == rtp::session_status::ok && !stats_.published.exchange(true) && held_back_video_)
-                key_requested_ = true;
+            if (m.status == rtp::session_status::ok && !stats_.published.exchange(true)) {
+                if (held_back_video_) key_requested_ = true;
+                for (std::size_t i = 0; i < lower_count(); ++i)
+                    if (lower_[i]->held_back) lower_[i]->key_requested = true;
+            }
             else if (m.status == rtp::session_status::refused) stats_.refused = true;
             return;
         }
@@ -816,10 +885,14 @@ private:
                                                 if (pli.media_ssrc == video_.ssrc) {
                                                     ++stats_.keyframe_requests;
                                                     key_requested_ = true;
+                                                } else if (auto* l = lower_by_ssrc(pli.media_ssrc)) {
+                                                    ++stats_.keyframe_requests;
+                                                    l->key_requested = true;
                                                 }
                                             },
                                             [this](const rtp::rtcp::nack& nack) {
                                                 if (nack.media_ssrc == video_.ssrc) on_nack(nack, true);
+                                                else if (auto* l = lower_by_ssrc(nack.media_ssrc)) on_nack(nack, true, l);
                                                 else if (nack.media_ssrc == audio_.ssrc) on_nack(nack, false);
                                             },
                                             [this](const rtp::rtcp::receiver_report& rr) {
@@ -843,6 +916,41 @@ private:
     steady_timer_for<typename Transport::executor_type> pace_timer_;
     // Codec thread state.
     typename video_codec::encoder venc_;
+    /// The top encoding's bitrate and the lower ones'.
+    std::int64_t video_max_kbps() const noexcept {
+        std::int64_t k = cfg_.video.bitrate_kbps;
+        for (std::size_t i = 0; i < lower_count(); ++i) k += lower_[i]->max_kbps;
+        return k;
+    }
+    std::size_t lower_count() const noexcept { return static_cast<std::size_t>(std::clamp(cfg_.simulcast, 1, 3) - 1); }
+    template <class Media>
+    lower_encoding* lower_of(Media& m) noexcept {
+        for (std::size_t i = 0; i < lower_count(); ++i)
+            if (static_cast<void*>(&lower_[i]->media) == static_cast<void*>(&m)) return lower_[i].get();
+        return nullptr;
+    }
+    lower_encoding* lower_by_ssrc(std::uint32_t ssrc) noexcept {
+        for (std::size_t i = 0; i < lower_count(); ++i)
+            if (lower_[i]->media.ssrc == ssrc) return lower_[i].get();
+        return nullptr;
+    }
+
+    /// Codec thread: the lower encodings of a raw frame, from the top down (each input is
+    /// the one above, halved).
+    void encode_lower(const video_frame& f) {
+        const video_frame* above = &f;
+        for (std::size_t k = lower_count(); k-- > 0;) {
+            lower_encoding& l = *lower_[k];
+            downscale_half(*above, l.scaled);
+            above = &l.scaled;
+            if (const int kbps = l.kbps.exchange(0, std::memory_order_relaxed); kbps > 0) l.encoder.set_bitrate(kbps);
+            if (l.key_requested.exchange(false)) l.encoder.request_keyframe();
+            const auto ec = l.encoder.encode(l.scaled, [this, &l](encoded_frame&& ef) {
+                asio::post(transport_.get_executor(), [this, &l, ef = std::move(ef)] { send_frame(l.media, ef); });
+            });
+            if (ec) ++stats_.encode_errors;
+        }
+    }
     typename audio_codec::encoder aenc_;
     // Network thread state.
     detail::outgoing_media<video_codec> video_;
@@ -850,6 +958,7 @@ private:
     std::uint16_t transport_sequence_ = 0;
     packet_pool pool_;
     qos::retransmission_cache video_cache_;
+    std::array<std::unique_ptr<lower_encoding>, 2> lower_{}; ///< [0] the lowest (after pool_: their caches hold its buffers)
     qos::retransmission_cache audio_cache_;
     qos::red_encoder red_;
     qos::flexfec_encoder fec_;

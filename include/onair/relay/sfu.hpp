@@ -147,6 +147,27 @@ public:
         /// Rate of each video layer, and of audio, as forwarded: what a subscriber's choice costs.
         layer_meter layers;
         layer_meter audio_rate;
+        /// Simulcast: each lower encoding's own cache and publisher-leg holes (the top one's
+        /// are video_cache / upstream).
+        struct lower_state {
+            qos::retransmission_cache cache{512};
+            qos::nack_generator upstream;
+        };
+        std::array<std::unique_ptr<lower_state>, 2> lower{};
+        /// Key frame requests sent upstream, per encoding (spatial index).
+        std::array<clock::time_point, max_spatial_layers> last_keyframe_requests{};
+        /// Encoding index of a video SSRC (the top one is video_encodings() - 1), or -1.
+        int spatial_of(std::uint32_t ssrc) const noexcept {
+            if (!ssrc) return -1;
+            if (ssrc == desc.video_ssrc) return static_cast<int>(desc.video_encodings()) - 1;
+            for (std::size_t i = 0; i + 1 < desc.video_encodings(); ++i)
+                if (ssrc == desc.video_lower_ssrcs[i]) return static_cast<int>(i);
+            return -1;
+        }
+        std::uint32_t ssrc_of_spatial(std::size_t spatial) const noexcept {
+            return spatial + 1 >= desc.video_encodings() ? desc.video_ssrc : desc.video_lower_ssrcs[spatial];
+        }
+        bool top(int spatial) const noexcept { return spatial == static_cast<int>(desc.video_encodings()) - 1; }
 
         stream() : video_cache(1024), audio_cache(256) {}
     };
@@ -199,6 +220,18 @@ public:
         if (p.ssrc == s.desc.video_rtx_ssrc) return on_upstream_rtx(ctx, s, p, true);
         if (p.ssrc == s.desc.audio_rtx_ssrc) return on_upstream_rtx(ctx, s, p, false);
         if (p.ssrc == s.desc.video_fec_ssrc) return on_upstream_fec(ctx, s, p);
+        for (std::size_t i = 0; i + 1 < s.desc.video_encodings(); ++i) {
+            if (!s.lower[i]) continue;
+            if (p.ssrc == s.desc.video_lower_rtx_ssrcs[i]) return on_upstream_rtx(ctx, s, p, true, static_cast<int>(i));
+            if (p.ssrc == s.desc.video_lower_ssrcs[i]) {
+                if (!s.lower[i]->cache.store(p.sequence, pkt, s.last_seen)) {
+                    ++stats_.duplicates;
+                    return;
+                }
+                s.lower[i]->upstream.on_packet(p.sequence, s.last_seen);
+                return forward(ctx, s, p);
+            }
+        }
         const bool video = p.ssrc == s.desc.video_ssrc;
         // Every original counts for the publisher's receiver report, also one that FEC or
         // RED had already rebuilt here (it was not lost, only late).
@@ -263,14 +296,17 @@ public:
                 }))
                 refresh_protection(s); // the lossy one may have gone
             if (s.live) choose_layers(s, now);
-            const bool someone_waits = std::any_of(s.subscribers.begin(), s.subscribers.end(), [](const subscriber& sub) {
-                return sub.waiting_keyframe || (sub.selector && sub.selector->wants_keyframe());
-            });
+            const bool someone_waits = std::any_of(s.subscribers.begin(), s.subscribers.end(),
+                                                   [](const subscriber& sub) { return !sub.selector && sub.waiting_keyframe; });
             const bool refresh = s.live && now - s.last_keyframe >= cfg_.forward_keyframe_interval &&
                                  std::any_of(s.subscribers.begin(), s.subscribers.end(),
                                              [](const subscriber& sub) { return sub.fixed; });
             if (someone_waits || refresh) request_keyframe(ctx, s, now);
+            if (s.live) request_selected_keyframes(ctx, s, now);
             if (s.live && s.desc.video_rtx_ssrc) request_upstream(ctx, s, s.upstream, s.desc.video_ssrc, now);
+            for (std::size_t i = 0; s.live && i + 1 < s.desc.video_encodings(); ++i)
+                if (s.lower[i] && s.desc.video_lower_rtx_ssrcs[i])
+                    request_upstream(ctx, s, s.lower[i]->upstream, s.desc.video_lower_ssrcs[i], now);
             if (s.live && s.desc.audio_rtx_ssrc) request_upstream(ctx, s, s.audio_upstream, s.desc.audio_ssrc, now);
             if (s.live && now - s.last_report >= cfg_.report_interval) report_upstream(ctx, s, now);
             if (s.live && s.transport_feedback.due(now)) {
@@ -338,6 +374,9 @@ private:
             setup_fec(s);
             s.layers.reset();
             s.audio_rate.reset();
+            for (std::size_t i = 0; i < s.lower.size(); ++i)
+                s.lower[i] = i + 1 < s.desc.video_encodings() ? std::make_unique<stream::lower_state>() : nullptr;
+            s.last_keyframe_requests = {};
             for (auto& sub : s.subscribers) {
                 sub.waiting_keyframe = true;
                 attach_selector(s, sub);
@@ -377,6 +416,8 @@ private:
     /// Sends an accepted media packet of `s` to every subscriber that can use it.
     template <class Ctx>
     void forward(Ctx& ctx, stream& s, const rtp::packet_view& p) {
+        const int spatial = s.spatial_of(p.ssrc);
+        if (spatial >= 0 && !s.top(spatial)) return forward_lower(ctx, s, p, spatial);
         const bool video = p.ssrc == s.desc.video_ssrc;
         const media_kind kind = video ? media_kind::video : media_kind::audio;
         ctx.deliver(s.desc, kind, p);
@@ -387,7 +428,7 @@ private:
         }
         layered_packet lp;
         if (video) {
-            lp = layered_packet_of(s, p);
+            lp = layered_packet_of(s, p, spatial);
             s.layers.add(lp.info.spatial, lp.info.temporal, p.whole.size(), s.last_seen);
         } else {
             s.audio_rate.add(0, 0, p.whole.size(), s.last_seen);
@@ -426,17 +467,18 @@ private:
         descriptor_layout layout;
         std::size_t tseq_offset = 0;
     };
-    static layered_packet layered_packet_of(const stream& s, const rtp::packet_view& p) noexcept {
+    static layered_packet layered_packet_of(const stream& s, const rtp::packet_view& p, int spatial) noexcept {
         layered_packet lp;
+        const auto sp = static_cast<std::uint8_t>(std::max(spatial, 0));
         if (s.format == rtp::video_format::vp8) {
             rtp::vp8_descriptor d;
             if (rtp::parse_vp8_descriptor(p.payload, d)) return lp;
-            lp.info = layer_info_of(0, d, p.payload);
+            lp.info = layer_info_of(sp, d, p.payload);
             lp.layout = layout_of(d);
         } else if (s.format == rtp::video_format::vp9) {
             rtp::vp9_descriptor d;
             if (rtp::parse_vp9_descriptor(p.payload, d)) return lp;
-            lp.info = layer_info_of(0, d);
+            lp.info = layer_info_of(sp, d);
             lp.layout = layout_of(d);
         } else {
             return lp;
@@ -453,7 +495,8 @@ private:
         sub.selector.reset();
         if (sub.fixed || !cfg_.select_layers || !s.desc.video_ssrc) return;
         if (s.format != rtp::video_format::vp8 && s.format != rtp::video_format::vp9) return;
-        sub.selector = std::make_unique<layer_selector>(s.desc.video_ssrc, 1, static_cast<std::uint8_t>(max_temporal_layers));
+        sub.selector = std::make_unique<layer_selector>(s.desc.video_ssrc, static_cast<std::uint8_t>(s.desc.video_encodings()),
+                                                        static_cast<std::uint8_t>(max_temporal_layers));
         sub.selector->set_target(0, 0); // raised as soon as the leg's estimate allows
     }
 
@@ -484,7 +527,8 @@ private:
         }
         case layer_action::forward: break;
         }
-        if (d.sequence != p.sequence || d.timestamp != p.timestamp || (lp.info.has_picture_id && d.picture_id != lp.info.picture_id) ||
+        if (p.ssrc != s.desc.video_ssrc || d.sequence != p.sequence || d.timestamp != p.timestamp ||
+            (lp.info.has_picture_id && d.picture_id != lp.info.picture_id) ||
             (lp.info.has_tl0picidx && d.tl0picidx != lp.info.tl0picidx))
             sub.rewritten = true;
         ++stats_.rtp_forwarded;
@@ -499,26 +543,60 @@ private:
         sub.leg.send(send2, std::span<std::uint8_t>(head.data(), n), p.whole.subspan(n), lp.tseq_offset, now);
     }
 
-    /// Each selecting subscriber's layers from its leg's estimate: the most temporal layers
-    /// whose rate (with audio) fits; one more only with a margin, one fewer at once.
+    /// A packet of a lower simulcast encoding: for selecting subscribers only (everyone
+    /// else gets the top encoding, the stream as described).
+    template <class Ctx>
+    void forward_lower(Ctx& ctx, stream& s, const rtp::packet_view& p, int spatial) {
+        const layered_packet lp = layered_packet_of(s, p, spatial);
+        s.layers.add(lp.info.spatial, lp.info.temporal, p.whole.size(), s.last_seen);
+        for (auto& sub : s.subscribers) {
+            if (!sub.selector) continue;
+            if (!lp.ok) {
+                ++stats_.layer_unparsed;
+                continue;
+            }
+            send_layered(ctx, s, sub, p, lp);
+            sub.waiting_keyframe = !sub.selector->started();
+        }
+    }
+
+    /// Each selecting subscriber's layers from its leg's estimate: of the encodings and
+    /// their temporal layers, ordered from the lowest encoding's base layer up, the highest
+    /// whose rate (with audio) fits; a higher one than the current only with a margin, a
+    /// lower one at once.
     void choose_layers(stream& s, clock::time_point now) {
-        const std::size_t layers = s.layers.temporal_layers(0);
-        if (layers == 0) return;
+        const std::size_t encodings = s.desc.video_encodings();
+        std::array<std::array<std::int64_t, max_temporal_layers>, max_spatial_layers> cost{};
+        std::array<std::size_t, max_spatial_layers> layers{};
+        bool any = false;
+        for (std::size_t e = 0; e < encodings; ++e) {
+            layers[e] = s.layers.temporal_layers(e);
+            for (std::size_t t = 0; t < layers[e]; ++t) cost[e][t] = s.layers.rate_bps(e, t, now);
+            any = any || (layers[e] > 0 && cost[e][0] > 0);
+        }
+        if (!any) return;
         const std::int64_t audio = s.audio_rate.rate_bps(0, 0, now);
-        std::array<std::int64_t, max_temporal_layers> cost{};
-        for (std::size_t t = 0; t < layers; ++t) cost[t] = s.layers.rate_bps(0, t, now);
         for (auto& sub : s.subscribers) {
             if (!sub.selector) continue;
             const double budget = static_cast<double>(std::max<std::int64_t>(sub.leg.target_bps() - audio, 0));
-            const std::size_t current = sub.selector->target_temporal();
-            std::size_t pick = 0;
-            for (std::size_t t = 1; t < layers; ++t) {
-                const double need = static_cast<double>(cost[t]) / (t > current ? cfg_.layer_up_margin : 1.0);
-                if (need <= budget) pick = t;
-                else break;
+            const std::size_t cur_e = sub.selector->target_spatial(), cur_t = sub.selector->target_temporal();
+            // The lowest encoding's base layer is the floor, whatever the budget.
+            std::size_t pick_e = 0, pick_t = 0;
+            bool found = false;
+            for (std::size_t e = 0; e < encodings; ++e) {
+                for (std::size_t t = 0; t < layers[e]; ++t) {
+                    if (cost[e][t] <= 0) continue; // not being sent (an encoding stopped)
+                    const bool higher = e > cur_e || (e == cur_e && t > cur_t);
+                    const double need = static_cast<double>(cost[e][t]) / (higher ? cfg_.layer_up_margin : 1.0);
+                    if (!found || need <= budget) {
+                        pick_e = e;
+                        pick_t = t;
+                        found = true;
+                    }
+                }
             }
-            if (pick != current) {
-                sub.selector->set_target(0, static_cast<std::uint8_t>(pick));
+            if (pick_e != cur_e || pick_t != cur_t) {
+                sub.selector->set_target(static_cast<std::uint8_t>(pick_e), static_cast<std::uint8_t>(pick_t));
                 ++stats_.layer_changes;
             }
         }
@@ -739,11 +817,13 @@ private:
     /// A retransmission from the host for a hole in the host -> relay leg: restored to the
     /// original packet, cached, and forwarded like any media packet (late).
     template <class Ctx>
-    void on_upstream_rtx(Ctx& ctx, stream& s, const rtp::packet_view& rtx, bool video) {
+    void on_upstream_rtx(Ctx& ctx, stream& s, const rtp::packet_view& rtx, bool video, int lower = -1) {
         packet_ref restored = ctx.acquire();
         std::size_t n = 0;
-        if (qos::restore_rtx(rtx, video ? s.desc.video_ssrc : s.desc.audio_ssrc, video ? s.desc.video_pt : audio_original_pt(s.desc),
-                             restored.capacity(), n)) {
+        const std::uint32_t media_ssrc = lower >= 0 ? s.desc.video_lower_ssrcs[static_cast<std::size_t>(lower)]
+                                         : video    ? s.desc.video_ssrc
+                                                    : s.desc.audio_ssrc;
+        if (qos::restore_rtx(rtx, media_ssrc, video ? s.desc.video_pt : audio_original_pt(s.desc), restored.capacity(), n)) {
             ++stats_.malformed_rtx;
             return;
         }
@@ -755,8 +835,9 @@ private:
         }
         // Only holes the relay is waiting for are filled: a retransmission of anything else
         // (never sent, long gone, or already here) must not displace cached packets.
-        auto& holes = video ? s.upstream : s.audio_upstream;
-        if ((video ? s.video_cache : s.audio_cache).contains(p.sequence)) {
+        auto& holes = lower >= 0 ? s.lower[static_cast<std::size_t>(lower)]->upstream : video ? s.upstream : s.audio_upstream;
+        auto& cache = lower >= 0 ? s.lower[static_cast<std::size_t>(lower)]->cache : video ? s.video_cache : s.audio_cache;
+        if (cache.contains(p.sequence)) {
             ++stats_.duplicates; // a second copy, or the hole was filled meanwhile (FEC, RED, reordering)
             return;
         }
@@ -764,13 +845,13 @@ private:
             ++stats_.unsolicited_rtx;
             return;
         }
-        if (!(video ? s.video_cache : s.audio_cache).store(p.sequence, restored, s.last_seen)) {
+        if (!cache.store(p.sequence, restored, s.last_seen)) {
             ++stats_.duplicates;
             return;
         }
         ++stats_.upstream_recovered;
         holes.on_packet(p.sequence, s.last_seen, true);
-        if (video && s.fec_in) {
+        if (video && lower < 0 && s.fec_in) {
             s.fec_in->add_media(p.whole, [&](rtp::bytes_view r) { hold_recovered(ctx, r); });
             forward(ctx, s, p);
             return forward_recovered(ctx, s);
@@ -849,14 +930,19 @@ private:
                 if (!sent) return; // a fill, or nothing this leg was sent
             }
             // No resend suppression here: each subscriber paces its own requests.
-            packet_ref original = cache.take_for_resend(sent ? sent->sequence : seq, now, clock::duration::zero());
+            auto* from_cache = &cache;
+            if (sent && !s.top(sent->spatial)) {
+                if (sent->spatial >= s.lower.size() || !s.lower[sent->spatial]) return;
+                from_cache = &s.lower[sent->spatial]->cache;
+            }
+            packet_ref original = from_cache->take_for_resend(sent ? sent->sequence : seq, now, clock::duration::zero());
             if (!original) return;
             rtp::packet_view p;
             if (rtp::parse(original.bytes(), p)) return;
             std::array<std::uint8_t, max_datagram_size> renumbered;
             if (sent) {
                 // The packet as this leg had it, then wrapped like any other.
-                const layered_packet lp = layered_packet_of(s, p);
+                const layered_packet lp = layered_packet_of(s, p, sent->spatial);
                 if (!lp.ok) return;
                 const std::size_t head = write_rewritten_prefix(p, lp.layout, s.desc.video_ssrc, sent->decision, renumbered);
                 if (head == 0 || p.whole.size() > renumbered.size()) return;
@@ -905,6 +991,10 @@ private:
         if (it == by_ssrc_.end()) return;
         stream& s = *it->second;
         if (!is_subscriber(s, from)) return;
+        // A selecting subscriber decodes the encoding it is forwarded.
+        for (const auto& sub : s.subscribers)
+            if (!sub.fixed && sub.video_to == from && sub.selector && sub.selector->started())
+                return request_keyframe(ctx, s, sub.selector->spatial(), ctx.now());
         request_keyframe(ctx, s, ctx.now());
     }
 
@@ -920,13 +1010,38 @@ private:
         ++stats_.keyframe_requests;
         ctx.request_keyframe(s.publisher, s.desc.video_ssrc);
     }
+    /// A key frame of one encoding (simulcast), rate-limited per encoding.
+    template <class Ctx>
+    void request_keyframe(Ctx& ctx, stream& s, std::size_t spatial, clock::time_point now) {
+        if (s.top(static_cast<int>(spatial))) return request_keyframe(ctx, s, now);
+        if (!s.live || spatial >= max_spatial_layers) return;
+        auto& last = s.last_keyframe_requests[spatial];
+        if (last != clock::time_point{} && now - last < cfg_.keyframe_request_interval) {
+            ++stats_.keyframe_requests_suppressed;
+            return;
+        }
+        last = now;
+        ++stats_.keyframe_requests;
+        ctx.request_keyframe(s.publisher, s.ssrc_of_spatial(spatial));
+    }
+    /// The encodings selecting subscribers wait for (to start, or to switch to).
+    template <class Ctx>
+    void request_selected_keyframes(Ctx& ctx, stream& s, clock::time_point now) {
+        std::array<bool, max_spatial_layers> wanted{};
+        for (const auto& sub : s.subscribers)
+            if (sub.selector)
+                if (const auto e = sub.selector->wants_keyframe(); e && *e < wanted.size()) wanted[*e] = true;
+        for (std::size_t e = 0; e < wanted.size(); ++e)
+            if (wanted[e]) request_keyframe(ctx, s, e, now);
+    }
 
     static bool is_subscriber(const stream& s, const endpoint& from) {
         return std::any_of(s.subscribers.begin(), s.subscribers.end(),
                            [&](const subscriber& sub) { return sub.video_to == from || sub.audio_to == from; });
     }
-    static std::array<std::uint32_t, 5> ssrcs_of(const rtp::stream_description& d) noexcept {
-        return {d.video_ssrc, d.audio_ssrc, d.video_rtx_ssrc, d.video_fec_ssrc, d.audio_rtx_ssrc};
+    static std::array<std::uint32_t, 9> ssrcs_of(const rtp::stream_description& d) noexcept {
+        return {d.video_ssrc, d.audio_ssrc, d.video_rtx_ssrc, d.video_fec_ssrc, d.audio_rtx_ssrc,
+                d.video_lower_ssrcs[0], d.video_lower_ssrcs[1], d.video_lower_rtx_ssrcs[0], d.video_lower_rtx_ssrcs[1]};
     }
     /// Every SSRC a stream announces is its own (0 = absent), and repair streams need the
     /// stream they repair.
@@ -937,6 +1052,11 @@ private:
                 if (all[i] && all[i] == all[j]) return false;
         if ((d.video_rtx_ssrc || d.video_fec_ssrc) && !d.video_ssrc) return false;
         if (d.audio_rtx_ssrc && !d.audio_ssrc) return false;
+        // Lower encodings need the top one, lowest first; their RTX needs them.
+        if ((d.video_lower_ssrcs[0] || d.video_lower_ssrcs[1]) && !d.video_ssrc) return false;
+        if (d.video_lower_ssrcs[1] && !d.video_lower_ssrcs[0]) return false;
+        for (std::size_t i = 0; i < 2; ++i)
+            if (d.video_lower_rtx_ssrcs[i] && !d.video_lower_ssrcs[i]) return false;
         return true;
     }
     bool claimed_by_other(const rtp::stream_description& d, const stream& self) const {
