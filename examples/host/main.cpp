@@ -45,6 +45,10 @@ int publish(const command_line& cli) {
     cfg.audio.expected_loss_pct = cfg.audio.fec ? 10 : 0;
     cfg.video_fec = cli.get("fec", "on") != "off";
     cfg.congestion_control = cli.get("cc", "on") != "off";
+    // Layers a relay can choose from per viewer: temporal layers of each encoding, and
+    // simulcast encodings (each half the size of the one above).
+    cfg.video.temporal_layers = cli.number<int>("layers", 1, 1, 3);
+    cfg.simulcast = cli.number<int>("simulcast", 1, 1, 3);
 
     asio::io_context io(1);
     const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
@@ -101,7 +105,9 @@ int main(int argc, char** argv) {
                       {"seconds", "N", "how long to publish (default 10)"},
                       {"red", "N", "redundant audio frames per packet, RFC 2198 (0..2, default 0; above 0 also turns Opus in-band FEC on)"},
                       {"fec", "on|off", "FlexFEC for video, adapted to the relay's reported loss (default on)"},
-                      {"cc", "on|off", "congestion control: pace and follow the path's estimated bitrate up to --bitrate (default on)"}});
+                      {"cc", "on|off", "congestion control: pace and follow the path's estimated bitrate up to --bitrate (default on)"},
+                      {"layers", "1..3", "temporal layers of the video (default 1)"},
+                      {"simulcast", "1..3", "simulcast encodings: full, half and quarter size (default 1)"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
         const std::string video = cli.get("video", "vp8");
         if (video == "vp8") return publish<onair::codec::vp8>(cli);

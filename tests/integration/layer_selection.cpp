@@ -6,166 +6,16 @@
 // the one behind 600 kbps the base layer (a quarter). Each plays without freezing, their
 // bottleneck queues barely overflow, and the weak viewers do not affect the strong one.
 // The same run with selection off shows what the weak links do with the whole stream.
-#include "support/on_io.hpp"
-
-#include <onair/codec/opus.hpp>
-#include <onair/codec/vp8.hpp>
-#include <onair/host.hpp>
-#include <onair/relay_node.hpp>
-#include <onair/source/test_pattern.hpp>
-#include <onair/source/tone.hpp>
-#include <onair/transport/emulated_link.hpp>
-#include <onair/transport/memory.hpp>
-#include <onair/viewer.hpp>
-
-#include <asio/io_context.hpp>
+// A second case does the same with three simulcast encodings.
+#include "support/fanout_scenario.hpp"
 
 #include <doctest/doctest.h>
 
-#include <array>
-#include <chrono>
-#include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
-using namespace onair;
-using namespace std::chrono_literals;
+using namespace onair_test;
 
 namespace {
-
-using link = transport::emulated_link<transport::memory>;
-using av = codec::av<codec::vp8, codec::opus>;
-using onair_test::on_io;
-
-constexpr double seconds = 10.0;
-
-/// What the host sends, and each viewer's downlink (kbps, 0: no bottleneck).
-struct setup {
-    int simulcast = 1;
-    int temporal_layers = 3;
-    int kbps = 1000;
-    std::array<int, 3> downlink_kbps{0, 1000, 600};
-};
-
-struct leg_outcome {
-    viewer_stats viewer;
-    transport::direction_stats downlink;
-    std::int64_t estimate_bps = 0;
-    int temporal = -1;
-    int spatial = -1;
-};
-struct outcome {
-    std::array<leg_outcome, 3> legs;
-    host_stats host;
-    relay::relay_stats relay;
-    std::uint64_t frames_sent = 0;
-    std::array<std::int64_t, 3> layer_bps{}; ///< what the relay measured: TL0, TL0-1, TL0-2 (of the top encoding)
-    std::array<std::int64_t, 3> encoding_bps{}; ///< each encoding, all its layers (simulcast)
-    std::int64_t audio_bps = 0;
-};
-
-outcome run(const setup& su, bool select_layers) {
-    const auto& downlink_kbps = su.downlink_kbps;
-    asio::io_context io(1);
-    transport::memory_network net;
-    transport::direction_config clean;
-    clean.delay = 20ms;
-
-    relay::sfu_config rc;
-    rc.select_layers = select_layers;
-    basic_relay_node<link> relay(relay::sfu{rc}, sink::null_packets{}, relay_node_config{}, transport::link_config{}, io, net);
-    relay.start();
-    basic_host<av, link>::config hc;
-    hc.relay = relay.local_endpoint();
-    hc.stream = "cam";
-    hc.video.width = 640;
-    hc.video.height = 360;
-    hc.video.fps = 30;
-    hc.video.bitrate_kbps = su.kbps;
-    hc.video.temporal_layers = su.temporal_layers;
-    hc.simulcast = su.simulcast;
-    hc.max_pending_video = 1000;
-    hc.congestion_control = false; // a clean uplink: the host sends its 1 Mbps throughout
-    basic_host<av, link> host(hc, sink::null{}, transport::link_config{clean, clean, 3}, io, net);
-
-    std::vector<std::unique_ptr<basic_viewer<av, link>>> viewers;
-    for (std::size_t i = 0; i < downlink_kbps.size(); ++i) {
-        basic_viewer<av, link>::config vc;
-        vc.relay = relay.local_endpoint();
-        vc.stream = "cam";
-        transport::direction_config down = clean;
-        if (downlink_kbps[i]) {
-            down.rate_kbps = downlink_kbps[i];
-            down.queue = 300ms;
-        }
-        viewers.push_back(std::make_unique<basic_viewer<av, link>>(vc, sink::null{}, transport::link_config{clean, down, 10 + unsigned(i)},
-                                                                   io, net));
-        REQUIRE_FALSE(viewers.back()->start());
-    }
-    std::thread net_thread([&] { io.run(); });
-    for (int i = 0; i < 500 && !on_io(io, [&] {
-             const auto* s = relay.relay().find("cam");
-             return s && s->subscribers.size() == viewers.size();
-         }); ++i)
-        std::this_thread::sleep_for(10ms);
-    REQUIRE_FALSE(on_io(io, [&] { return host.start(); }));
-
-    source::test_pattern pattern(640, 360, 30);
-    source::tone tone;
-    const auto start = std::chrono::steady_clock::now();
-    const int frames = static_cast<int>(seconds * 30), audio = static_cast<int>(seconds * 50);
-    for (int v = 0, a = 0; v < frames || a < audio;) {
-        const auto tv = start + std::chrono::microseconds(std::int64_t{v} * 1'000'000 / 30);
-        const auto ta = start + std::chrono::microseconds(std::int64_t{a} * 20'000);
-        if (v < frames && (a >= audio || tv <= ta)) {
-            std::this_thread::sleep_until(tv);
-            host.push_video(pattern.next(now()));
-            ++v;
-        } else {
-            std::this_thread::sleep_until(ta);
-            host.push_audio(tone.next(now()));
-            ++a;
-        }
-    }
-    outcome o;
-    on_io(io, [&] { // the layers' rates over the last second, as the relay measured them
-        auto* s = const_cast<relay::sfu::stream*>(relay.relay().find("cam"));
-        const auto t = std::chrono::steady_clock::now();
-        for (std::size_t l = 0; l < 3; ++l) o.layer_bps[l] = s->layers.rate_bps(std::size_t(su.simulcast - 1), l, t);
-        for (std::size_t e = 0; e < 3; ++e) o.encoding_bps[e] = s->layers.rate_bps(e, 3, t);
-        o.audio_bps = s->audio_rate.rate_bps(0, 0, t);
-        return 0;
-    });
-    std::this_thread::sleep_for(1000ms);
-    on_io(io, [&] {
-        const auto* s = relay.relay().find("cam");
-        for (std::size_t i = 0; i < viewers.size(); ++i) {
-            auto& leg = o.legs[i];
-            leg.viewer = viewers[i]->stats();
-            leg.downlink = viewers[i]->transport().receive_stats();
-            for (const auto& sub : s->subscribers) {
-                if (sub.video_to != viewers[i]->transport().local_endpoint()) continue;
-                leg.estimate_bps = sub.leg.target_bps();
-                if (sub.selector) {
-                    leg.temporal = sub.selector->temporal();
-                    leg.spatial = sub.selector->spatial();
-                }
-            }
-        }
-        o.relay = relay.relay().stats();
-
-        for (auto& v : viewers) v->stop();
-        host.stop();
-        relay.stop();
-        return 0;
-    });
-    io.stop();
-    net_thread.join();
-    o.host = host.stats();
-    o.frames_sent = o.host.video_frames_encoded - o.host.video_frames_before_publish;
-    return o;
-}
 
 void report(const std::string& what, const setup& su, const outcome& o) {
     MESSAGE(what << ": frames sent " << o.frames_sent << "; encodings " << o.encoding_bps[0] / 1000 << " / "
@@ -187,7 +37,7 @@ void report(const std::string& what, const setup& su, const outcome& o) {
 
 TEST_CASE("each viewer gets the temporal layers its link carries, and the weak ones do not hold back the strong one") {
     const setup su;
-    const outcome o = run(su, true);
+    const outcome o = run_fanout(su, true);
     report("selection on", su, o);
     REQUIRE(o.frames_sent > 250);
     const auto& strong = o.legs[0];
@@ -221,7 +71,7 @@ TEST_CASE("each viewer gets the temporal layers its link carries, and the weak o
     CHECK(o.relay.layer_changes >= 3);
 
     // Without selection every leg gets the whole 1 Mbps: the weak links overflow.
-    const outcome all = run(su, false);
+    const outcome all = run_fanout(su, false);
     report("selection off", su, all);
     CHECK(all.legs[2].downlink.dropped_queue * 10 > all.legs[2].downlink.sent);
     CHECK(all.legs[2].viewer.freeze_ratio() > 0.05);
@@ -235,7 +85,7 @@ TEST_CASE("simulcast: each viewer gets the encoding its link carries (4 Mbps, 1 
     su.temporal_layers = 1;
     su.kbps = 1500;
     su.downlink_kbps = {4000, 1000, 300};
-    const outcome o = run(su, true);
+    const outcome o = run_fanout(su, true);
     report("simulcast", su, o);
     REQUIRE(o.frames_sent > 250);
     CHECK(o.encoding_bps[0] > 50'000);
