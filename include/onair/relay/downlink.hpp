@@ -37,7 +37,13 @@
 namespace onair::relay {
 
 struct downlink_config {
-    qos::send_side_bwe_config bwe{};
+    /// The leg's estimator. Its send history is 1024 packets (32 KB; feedback comes every
+    /// 50 ms, about 50 packets at 8 Mbps), not the host's 8192: a relay has one per subscriber.
+    qos::send_side_bwe_config bwe = [] {
+        qos::send_side_bwe_config c;
+        c.history = 1024;
+        return c;
+    }();
     /// How often process() runs (the node's tick): the probe pacer's burst interval.
     std::chrono::microseconds tick{10'000};
 };
