@@ -20,7 +20,12 @@
 // window) first reaches 90 % of a raised capacity, time until the queue is under 20 ms
 // after a drop, and Jain's fairness over the flows' throughput in the second half of the
 // phase.
+//
+// fanout (fanout_case.hpp) runs in real time instead: a host with three simulcast encodings,
+// a relay and three viewers behind 300 kbps, 1 Mbps and 4 Mbps, with and without per-viewer
+// layer selection; per viewer the encoding, frames shown, freeze ratio and queue drops.
 #include "common/cli.hpp"
+#include "fanout_case.hpp"
 
 #include <onair/core/packet_buffer.hpp>
 #include <onair/qos/congestion_controller.hpp>
@@ -294,7 +299,8 @@ std::vector<phase_result> run(const scenario& sc, std::uint64_t seed, bool verbo
 
 int main(int argc, char** argv) {
     onair_examples::command_line cli("onair-bench-cc", "congestion control on RFC 8867 cases, simulated time",
-                                     {{"only", "NAME", "run only case NAME (5.1, 5.2 or 5.4)"},
+                                     {{"only", "NAME", "run only case NAME (5.1, 5.2, 5.4 or fanout)"},
+                                      {"fanout-seconds", "S", "length of each fan-out run, real time (default 20)"},
                                       {"seed", "N", "seed of the bottleneck and the model encoders (default 1)"},
                                       {"periodic-probe", "S", "probe at twice the target after S seconds without over-use (default 0: off)"},
                                       {"verbose", "", "print every flow's target once a simulated second"}});
@@ -327,6 +333,10 @@ int main(int argc, char** argv) {
                             r.from_s, r.to_s, r.capacity_kbps, r.flows, r.utilisation * 100, r.q50, r.q95, r.loss * 100, reach, drain,
                             fair);
             }
+        }
+        if (only.empty() || only == "fanout") {
+            any = true;
+            onair_bench::run_fanout_case(cli.number<double>("fanout-seconds", 20, 3, 600));
         }
         if (!any) throw onair_examples::usage_error("--only: no case named '" + only + "'");
         return 0;
