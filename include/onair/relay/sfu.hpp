@@ -96,7 +96,6 @@ public:
         bool rewritten = false;
         std::unique_ptr<qos::flexfec_encoder> fec;
         std::uint32_t fec_key_timestamp = 0; ///< output timestamp of the last key frame it was sent
-        std::int64_t layer_cost_bps = 0;     ///< what its layers (and audio) take, as last chosen
         /// Retransmissions may take at most half of the leg's estimate (a 1 s bucket, bytes):
         /// on a congested leg repairs would otherwise add to the loss they repair.
         double rtx_allowance = 0;
@@ -562,7 +561,7 @@ private:
             ec.fec_ssrc = s.desc.video_fec_ssrc;
             ec.payload_type = s.desc.video_fec_pt;
             ec.first_sequence = fec_sequence_seed_ = static_cast<std::uint16_t>(fec_sequence_seed_ * 75 + 74);
-            ec.protection = leg_protection(sub, std::max<std::int64_t>(sub.layer_cost_bps, 1));
+            ec.protection = qos::protection_for_loss(sub.loss.value());
             ec.transport_sequence = true;
             sub.fec = std::make_unique<qos::flexfec_encoder>(ec);
         }
@@ -637,25 +636,7 @@ private:
                 sub.selector->set_target(static_cast<std::uint8_t>(pick_e), static_cast<std::uint8_t>(pick_t));
                 ++stats_.layer_changes;
             }
-            sub.layer_cost_bps = cost[pick_e][pick_t] + audio;
-            if (sub.fec) {
-                const auto want = leg_protection(sub, cost[pick_e][pick_t]);
-                const auto& have = sub.fec->protection();
-                if (want.delta.normalized() != have.delta || want.key.normalized() != have.key) sub.fec->set_protection(want);
-            }
         }
-    }
-
-    /// A renumbered leg's FEC: what its own loss calls for, but no more repair packets per 10
-    /// media than the room its estimate leaves above the layers it gets (repair sent into a
-    /// full link only adds to the loss it is meant to repair).
-    static qos::fec_protection leg_protection(const subscriber& sub, std::int64_t video_bps) noexcept {
-        auto p = qos::protection_for_loss(sub.loss.value());
-        const std::int64_t room = sub.leg.target_bps() - sub.layer_cost_bps;
-        const std::int64_t per_10 = video_bps > 0 && room > 0 ? std::min<std::int64_t>(room * 10 / video_bps, 10) : 0;
-        p.delta.fec_packets = std::min<std::uint8_t>(p.delta.fec_packets, static_cast<std::uint8_t>(per_10));
-        p.key.fec_packets = std::min<std::uint8_t>(p.key.fec_packets, static_cast<std::uint8_t>(per_10));
-        return p;
     }
 
     /// Sends a packet on a subscriber's leg: numbered and measured by the leg's estimator
@@ -840,7 +821,11 @@ private:
         auto sub = std::find_if(s.subscribers.begin(), s.subscribers.end(),
                                 [&](const subscriber& x) { return !x.fixed && x.video_to == from; });
         if (sub == s.subscribers.end()) return;
-        sub->loss.on_report(b.fraction_lost); // a renumbered leg's own FEC follows at the next tick (choose_layers)
+        sub->loss.on_report(b.fraction_lost);
+        if (sub->fec) {
+            const auto p = qos::protection_for_loss(sub->loss.value());
+            if (p != sub->fec->protection()) sub->fec->set_protection(p);
+        }
         refresh_protection(s);
     }
     static void refresh_protection(stream& s) {
