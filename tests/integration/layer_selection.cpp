@@ -27,8 +27,7 @@ void report(const std::string& what, const setup& su, const outcome& o) {
         const auto& l = o.legs[i];
         MESSAGE("  viewer behind " << su.downlink_kbps[i] << " kbps (0 = none): frames " << l.viewer.video_frames << ", freeze ratio "
                                    << l.viewer.freeze_ratio() * 100 << " %, skipped " << l.viewer.video_frames_skipped
-                                   << ", lost " << l.viewer.video_packets_lost << ", FEC " << l.viewer.fec_packets << " (recovered "
-                                   << l.viewer.video_fec_recovered << "), decode errors " << l.viewer.decode_errors
+                                   << ", lost " << l.viewer.video_packets_lost << ", decode errors " << l.viewer.decode_errors
                                    << "; queue drops " << l.downlink.dropped_queue << " of " << l.downlink.sent << "; estimate "
                                    << l.estimate_bps / 1000 << " kbps, encoding " << l.spatial << ", temporal layer " << l.temporal);
     }
@@ -77,26 +76,6 @@ TEST_CASE("each viewer gets the temporal layers its link carries, and the weak o
     CHECK(all.legs[2].downlink.dropped_queue * 10 > all.legs[2].downlink.sent);
     CHECK(all.legs[2].viewer.freeze_ratio() > 0.05);
     CHECK(all.relay.layer_dropped == 0);
-}
-
-TEST_CASE("a renumbered viewer on a lossy link gets FlexFEC of its own, over the numbers it is sent") {
-    // The 1 Mbps viewer gets temporal layers 0-1 only (renumbered) and loses 5 % of them: the
-    // relay's per-stream FEC protects the publisher's numbers, so this leg's own encoder
-    // protects what it sends, at the loss that viewer reports.
-    setup su;
-    su.downlink_loss_percent = {0, 5, 0};
-    const outcome o = run_fanout(su, true);
-    report("loss on the middle leg", su, o);
-    const auto& lossy = o.legs[1];
-    CHECK(lossy.temporal >= 0);
-    CHECK(lossy.temporal < 2);
-    CHECK(lossy.viewer.fec_packets > 50);
-    CHECK(lossy.viewer.video_fec_recovered > 5);
-    CHECK(lossy.viewer.decode_errors == 0);
-    CHECK(lossy.viewer.freeze_ratio() <= 0.01);
-    // The clean viewers are not repaired: they lose nothing.
-    CHECK(o.legs[0].viewer.video_fec_recovered == 0);
-    CHECK(o.legs[2].viewer.video_fec_recovered == 0);
 }
 
 TEST_CASE("simulcast: each viewer gets the encoding its link carries (4 Mbps, 1 Mbps, 300 kbps), renumbered as one stream") {

@@ -43,7 +43,6 @@ struct setup {
     int temporal_layers = 3;
     int kbps = 1000;
     std::array<int, 3> downlink_kbps{0, 1000, 600};
-    std::array<double, 3> downlink_loss_percent{0, 0, 0}; ///< random loss on each downlink
 };
 
 struct leg_outcome {
@@ -95,7 +94,6 @@ inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 
         vc.relay = relay.local_endpoint();
         vc.stream = "cam";
         transport::direction_config down = clean;
-        down.loss_percent = su.downlink_loss_percent[i];
         if (downlink_kbps[i]) {
             down.rate_kbps = downlink_kbps[i];
             down.queue = 300ms;

@@ -91,11 +91,8 @@ public:
         /// for fixed targets).
         std::unique_ptr<layer_selector> selector;
         /// The subscriber's numbers differ from the publisher's (a layer was dropped): the
-        /// stream's FEC, computed over the publisher's numbers, is not for it; its own
-        /// encoder protects what it is sent, under its numbers, at its own loss.
+        /// stream's FEC, computed over the publisher's numbers, is not for it.
         bool rewritten = false;
-        std::unique_ptr<qos::flexfec_encoder> fec;
-        std::uint32_t fec_key_timestamp = 0; ///< output timestamp of the last key frame it was sent
         /// Retransmissions may take at most half of the leg's estimate (a 1 s bucket, bytes):
         /// on a congested leg repairs would otherwise add to the loss they repair.
         double rtx_allowance = 0;
@@ -182,7 +179,7 @@ public:
     void add_forward(const std::string& name, const endpoint& video_to, const endpoint& audio_to) {
         auto& s = streams_[name];
         s.desc.name = name;
-        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false, nullptr, 0});
+        s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false});
     }
 
     template <class Ctx>
@@ -398,7 +395,7 @@ private:
         auto it = std::find_if(s.subscribers.begin(), s.subscribers.end(),
                                [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; });
         if (it == s.subscribers.end()) {
-            s.subscribers.push_back(subscriber{from, from, false, true, now, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false, nullptr, 0});
+            s.subscribers.push_back(subscriber{from, from, false, true, now, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false});
             if (s.live) attach_selector(s, s.subscribers.back());
             if (s.live) request_keyframe(ctx, s, now);
         } else {
@@ -495,7 +492,6 @@ private:
     /// their receivers expect the publisher's stream as it is).
     void attach_selector(const stream& s, subscriber& sub) const {
         sub.rewritten = false;
-        sub.fec.reset();
         sub.selector.reset();
         if (sub.fixed || !cfg_.select_layers || !s.desc.video_ssrc) return;
         if (s.format != rtp::video_format::vp8 && s.format != rtp::video_format::vp9) return;
@@ -545,39 +541,6 @@ private:
             return;
         }
         sub.leg.send(send2, std::span<std::uint8_t>(head.data(), n), p.whole.subspan(n), lp.tseq_offset, now);
-        protect_leg(ctx, s, sub, std::span<const std::uint8_t>(head.data(), n), p.whole.subspan(n), d, lp.info.keyframe);
-    }
-
-    /// FlexFEC for a renumbered subscriber: its own encoder over the packets as it got them
-    /// (in the order it got them; the encoder fits a reordered one into the open group), at
-    /// the protection its own loss calls for. Nothing is computed while that is none.
-    template <class Ctx>
-    void protect_leg(Ctx& ctx, const stream& s, subscriber& sub, rtp::bytes_view head, rtp::bytes_view tail, const layer_decision& d,
-                     bool key_start) {
-        if (!s.desc.video_fec_ssrc) return;
-        if (!sub.fec) {
-            qos::flexfec_encoder::config ec;
-            ec.media_ssrc = s.desc.video_ssrc;
-            ec.fec_ssrc = s.desc.video_fec_ssrc;
-            ec.payload_type = s.desc.video_fec_pt;
-            ec.first_sequence = fec_sequence_seed_ = static_cast<std::uint16_t>(fec_sequence_seed_ * 75 + 74);
-            ec.protection = qos::protection_for_loss(sub.loss.value());
-            ec.transport_sequence = true;
-            sub.fec = std::make_unique<qos::flexfec_encoder>(ec);
-        }
-        if (key_start) sub.fec_key_timestamp = d.timestamp;
-        const auto& prot = sub.fec->protection();
-        if (prot.delta.fec_packets == 0 && prot.key.fec_packets == 0) return;
-        std::array<std::uint8_t, max_datagram_size> whole;
-        if (head.size() + tail.size() > whole.size()) return;
-        std::memcpy(whole.data(), head.data(), head.size());
-        if (!tail.empty()) std::memcpy(whole.data() + head.size(), tail.data(), tail.size());
-        (void)sub.fec->add(rtp::bytes_view(whole.data(), head.size() + tail.size()), d.timestamp == sub.fec_key_timestamp,
-                           [&](rtp::bytes_view repair) {
-                               send_to(ctx, sub, sub.video_to, repair);
-                               ++stats_.fec_sent;
-                               stats_.fec_bytes += repair.size();
-                           });
     }
 
     /// A packet of a lower simulcast encoding: for selecting subscribers only (everyone
@@ -822,17 +785,12 @@ private:
                                 [&](const subscriber& x) { return !x.fixed && x.video_to == from; });
         if (sub == s.subscribers.end()) return;
         sub->loss.on_report(b.fraction_lost);
-        if (sub->fec) {
-            const auto p = qos::protection_for_loss(sub->loss.value());
-            if (p != sub->fec->protection()) sub->fec->set_protection(p);
-        }
         refresh_protection(s);
     }
     static void refresh_protection(stream& s) {
         if (!s.fec_out) return;
         double worst = 0;
-        for (const auto& x : s.subscribers)
-            if (!x.rewritten) worst = std::max(worst, x.loss.value()); // the others have their own
+        for (const auto& x : s.subscribers) worst = std::max(worst, x.loss.value());
         const auto p = qos::protection_for_loss(worst);
         if (p != s.fec_out->protection()) s.fec_out->set_protection(p);
     }
