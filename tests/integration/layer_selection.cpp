@@ -29,7 +29,10 @@ void report(const std::string& what, const setup& su, const outcome& o) {
                                    << l.viewer.freeze_ratio() * 100 << " %, skipped " << l.viewer.video_frames_skipped
                                    << ", lost " << l.viewer.video_packets_lost << ", decode errors " << l.viewer.decode_errors
                                    << "; queue drops " << l.downlink.dropped_queue << " of " << l.downlink.sent << "; estimate "
-                                   << l.estimate_bps / 1000 << " kbps, encoding " << l.spatial << ", temporal layer " << l.temporal);
+                                   << l.estimate_bps / 1000 << " kbps, encoding " << l.spatial << ", temporal layer " << l.temporal
+                                   << "; second half on encodings " << l.half_on_spatial[0] << "/" << l.half_on_spatial[1] << "/"
+                                   << l.half_on_spatial[2] << ", temporal layers " << l.half_on_temporal[0] << "/" << l.half_on_temporal[1]
+                                   << "/" << l.half_on_temporal[2] << " of " << l.half_samples);
     }
 }
 
@@ -50,17 +53,19 @@ TEST_CASE("each viewer gets the temporal layers its link carries, and the weak o
     }
     // The unconstrained viewer: every layer, from the first second on (the leg starts at the
     // base layer until probing has shown the room).
-    CHECK(strong.temporal == 2);
+    // (Each on its layer for at least 75 % of the second half: the estimates move, and a
+    // probe or a loss may take a viewer down for a moment.)
+    CHECK(strong.share_on_temporal(2) >= 0.75);
     CHECK(strong.viewer.video_frames * 100 >= o.frames_sent * 90);
     CHECK(strong.downlink.dropped_queue == 0);
     // Behind 1 Mbps: layers 0 and 1, half the frames.
-    CHECK(middle.temporal == 1);
+    CHECK(middle.share_on_temporal(1) >= 0.75);
     CHECK(middle.viewer.video_frames * 100 >= o.frames_sent * 45);
     CHECK(middle.viewer.video_frames * 100 <= o.frames_sent * 65);
     CHECK(middle.estimate_bps > 600'000);
     CHECK(middle.estimate_bps < 1'300'000);
     // Behind 600 kbps: the base layer, a quarter of the frames.
-    CHECK(weak.temporal == 0);
+    CHECK(weak.share_on_temporal(0) >= 0.75);
     CHECK(weak.viewer.video_frames * 100 >= o.frames_sent * 20);
     CHECK(weak.viewer.video_frames * 100 <= o.frames_sent * 40); // a moment on TL1 while the first estimates settle
     CHECK(weak.estimate_bps < 800'000);
@@ -98,9 +103,9 @@ TEST_CASE("simulcast: each viewer gets the encoding its link carries (4 Mbps, 1 
         // second's start-up aside.
         CHECK(l.viewer.video_frames * 100 >= o.frames_sent * 85);
     }
-    CHECK(o.legs[0].spatial == 2);
-    CHECK(o.legs[1].spatial == 1);
-    CHECK(o.legs[2].spatial == 0);
+    CHECK(o.legs[0].share_on_spatial(2) >= 0.75);
+    CHECK(o.legs[1].share_on_spatial(1) >= 0.75);
+    CHECK(o.legs[2].share_on_spatial(0) >= 0.75);
     // The links were not overrun by what they were sent.
     // (5 %: a switch up is a key frame of the larger encoding, which may overflow a 300 ms
     // queue once while the estimate settles; without selection these links drop 40-95 %.)

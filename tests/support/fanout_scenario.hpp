@@ -49,8 +49,16 @@ struct leg_outcome {
     viewer_stats viewer;
     transport::direction_stats downlink;
     std::int64_t estimate_bps = 0;
-    int temporal = -1;
+    int temporal = -1; ///< at the end
     int spatial = -1;
+    /// Over the second half of the run, sampled every 100 ms: how often the selector was on
+    /// each encoding and on each temporal layer (what it was forwarding, not its target).
+    std::array<int, 3> half_on_spatial{};
+    std::array<int, 4> half_on_temporal{};
+    int half_samples = 0;
+    /// The share of the second half spent on encoding `e` / temporal layer `t`.
+    double share_on_spatial(int e) const { return half_samples ? double(half_on_spatial[std::size_t(e)]) / half_samples : 0.0; }
+    double share_on_temporal(int t) const { return half_samples ? double(half_on_temporal[std::size_t(t)]) / half_samples : 0.0; }
 };
 struct outcome {
     std::array<leg_outcome, 3> legs;
@@ -61,6 +69,24 @@ struct outcome {
     std::array<std::int64_t, 3> encoding_bps{}; ///< each encoding, all its layers (simulcast)
     std::int64_t audio_bps = 0;
 };
+
+/// Which encoding and temporal layer each viewer's selector forwards now (on the relay's thread).
+template <class Relay, class Viewers>
+void sample_layers(asio::io_context& io, Relay& relay, Viewers& viewers, outcome& o) {
+    on_io(io, [&] {
+        const auto* s = relay.relay().find("cam");
+        if (!s) return 0;
+        for (std::size_t i = 0; i < viewers.size(); ++i)
+            for (const auto& sub : s->subscribers) {
+                if (sub.video_to != viewers[i]->transport().local_endpoint() || !sub.selector) continue;
+                auto& leg = o.legs[i];
+                ++leg.half_samples;
+                if (sub.selector->spatial() < leg.half_on_spatial.size()) ++leg.half_on_spatial[sub.selector->spatial()];
+                if (sub.selector->temporal() < leg.half_on_temporal.size()) ++leg.half_on_temporal[sub.selector->temporal()];
+            }
+        return 0;
+    });
+}
 
 /// Runs the scenario in real time for `seconds`; throws std::runtime_error when a role
 /// cannot start.
@@ -110,6 +136,7 @@ inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 
         std::this_thread::sleep_for(10ms);
     if (on_io(io, [&] { return host.start(); })) throw std::runtime_error("host did not start");
 
+    outcome o;
     source::test_pattern pattern(640, 360, 30);
     source::tone tone;
     const auto start = std::chrono::steady_clock::now();
@@ -121,13 +148,13 @@ inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 
             std::this_thread::sleep_until(tv);
             host.push_video(pattern.next(now()));
             ++v;
+            if (v % 3 == 0 && v >= frames / 2) sample_layers(io, relay, viewers, o);
         } else {
             std::this_thread::sleep_until(ta);
             host.push_audio(tone.next(now()));
             ++a;
         }
     }
-    outcome o;
     on_io(io, [&] { // the layers' rates over the last second, as the relay measured them
         auto* s = const_cast<relay::sfu::stream*>(relay.relay().find("cam"));
         const auto t = std::chrono::steady_clock::now();
