@@ -173,12 +173,15 @@ TEST_CASE("a 500 kbps bottleneck appears mid-stream: the host follows it down an
     // Before the drop the estimate found room for the whole 1 Mbps video (it started at
     // 300 kbps: probing and increase got it there).
     CHECK(max_target(cc, 3, drop_at_s) > 1'000'000);
-    // After it, the estimate is at the new capacity within 3 s (GCC probes around it: at
-    // most 10 % over), and the encoder's share under it.
-    CHECK(max_target(cc, drop_at_s + 3, seconds) <= 550'000);
-    CHECK(max_video_kbps(cc, drop_at_s + 3, seconds) < 450);
-    // The queue overflows at the drop only, until the estimate has followed it.
-    CHECK(cc.uplink.dropped_queue < cc.uplink.sent / 5);
+    // After it, the estimate is at the new capacity within 3 s: GCC probes around it, and
+    // while the host sheds upper layers it sends less than the estimate, which may then
+    // grow to 1.5 x what is acknowledged with no over-use to stop it: at most 20 % over.
+    // The encoder's share stays under the capacity.
+    CHECK(max_target(cc, drop_at_s + 3, seconds) <= 600'000);
+    CHECK(max_video_kbps(cc, drop_at_s + 3, seconds) < 500);
+    // What is sent fits: the queue overflows at most in the transition (0-29 of about
+    // 1400 datagrams in the runs measured).
+    CHECK(cc.uplink.dropped_queue < cc.uplink.sent / 25);
     // The viewer keeps playing through the drop: the host sheds its upper temporal layers
     // at once (fewer frames, none frozen) while the encoder's rate comes down.
     CHECK(v.freeze_ratio() <= 0.01);
