@@ -85,7 +85,12 @@ public:
     /// Sends a whole packet unchanged but for the leg's transport-wide sequence number.
     template <class Send>
     void send_packet(Send&& send, rtp::bytes_view packet, time_point now) {
-        const std::size_t off = rtp::transport_sequence_offset(packet);
+        send_packet(send, packet, rtp::transport_sequence_offset(packet), now);
+    }
+    /// The same when the caller knows where the number is (0: nowhere), e.g. once for all
+    /// the subscribers of a forwarded packet.
+    template <class Send>
+    void send_packet(Send&& send, rtp::bytes_view packet, std::size_t off, time_point now) {
         std::array<std::uint8_t, max_rewritten_head> head;
         const std::size_t n = off ? off + 2 : 0; // up to the end of the number is enough
         if (n == 0 || n > head.size()) {

@@ -427,6 +427,7 @@ private:
             s.key_timestamp = p.timestamp;
         }
         layered_packet lp;
+        const std::size_t tseq_offset = rtp::transport_sequence_offset(p); // once for every subscriber
         if (video) {
             lp = layered_packet_of(s, p, spatial);
             s.layers.add(lp.info.spatial, lp.info.temporal, p.whole.size(), s.last_seen);
@@ -445,13 +446,13 @@ private:
                     if (!key_start) continue;
                     sub.waiting_keyframe = false;
                 }
-                send_to(ctx, sub, sub.video_to, p.whole);
+                send_to(ctx, sub, sub.video_to, p.whole, tseq_offset, s.last_seen);
             } else {
                 if (sub.fixed && s.desc.audio_red_pt && p.payload_type == s.desc.audio_red_pt) {
                     // A plain-RTP target's SDP announces Opus alone: it gets RED's primary.
                     if (!send_primary(ctx, sub.audio_to, s.desc, p)) continue;
                 } else {
-                    send_to(ctx, sub, sub.audio_to, p.whole);
+                    send_to(ctx, sub, sub.audio_to, p.whole, tseq_offset, s.last_seen);
                 }
             }
             ++stats_.rtp_forwarded;
@@ -484,7 +485,7 @@ private:
             return lp;
         }
         lp.ok = true;
-        lp.tseq_offset = rtp::transport_sequence_offset(p.whole);
+        lp.tseq_offset = rtp::transport_sequence_offset(p);
         return lp;
     }
 
@@ -533,7 +534,7 @@ private:
             sub.rewritten = true;
         ++stats_.rtp_forwarded;
         stats_.bytes_forwarded += p.whole.size();
-        if (!sub.rewritten) return send_to(ctx, sub, sub.video_to, p.whole);
+        if (!sub.rewritten) return send_to(ctx, sub, sub.video_to, p.whole, lp.tseq_offset, now);
         std::array<std::uint8_t, max_rewritten_head> head;
         const std::size_t n = write_rewritten_prefix(p, lp.layout, s.desc.video_ssrc, d, head);
         if (n == 0) {
@@ -608,6 +609,13 @@ private:
     static void send_to(Ctx& ctx, subscriber& sub, const endpoint& to, rtp::bytes_view packet) {
         if (sub.fixed) return ctx.send(to, packet);
         sub.leg.send_packet([&](rtp::bytes_view head, rtp::bytes_view tail) { ctx.send(to, head, tail); }, packet, ctx.now());
+    }
+    /// The same for a forwarded packet whose number's place is known.
+    template <class Ctx>
+    static void send_to(Ctx& ctx, subscriber& sub, const endpoint& to, rtp::bytes_view packet, std::size_t tseq_offset,
+                        clock::time_point now) {
+        if (sub.fixed) return ctx.send(to, packet);
+        sub.leg.send_packet([&](rtp::bytes_view head, rtp::bytes_view tail) { ctx.send(to, head, tail); }, packet, tseq_offset, now);
     }
 
     /// A subscriber's transport-wide feedback: its leg's estimator takes it (or counts why not).

@@ -244,12 +244,16 @@ inline std::size_t write_header(const header& h, std::span<std::uint8_t> out) no
 /// Offset of the transport-wide sequence number's 2-byte value inside an RTP packet, or 0
 /// when the packet has no such element (or is malformed). Lets a pacer (host) or a relay
 /// (per subscriber leg) stamp its own number into a packet in place.
+inline std::size_t transport_sequence_offset(const packet_view& p) noexcept {
+    const auto e = p.extension(ext::transport_sequence);
+    if (!e || e->size() != 2) return 0;
+    return static_cast<std::size_t>(e->data() - p.whole.data());
+}
+/// The same, for a packet not parsed yet.
 inline std::size_t transport_sequence_offset(bytes_view packet) noexcept {
     packet_view p;
     if (parse(packet, p)) return 0;
-    const auto e = p.extension(ext::transport_sequence);
-    if (!e || e->size() != 2) return 0;
-    return static_cast<std::size_t>(e->data() - packet.data());
+    return transport_sequence_offset(p);
 }
 
 /// Writes `seq` into the packet's transport-wide sequence element; false when it has none.
