@@ -1,11 +1,16 @@
 // onair-relay — a relay node (media server) on one UDP port.
 //
 // Hosts publish to it and viewers play from it with onair's session hellos. With
+// --control IP:PORT it also runs the room service (rooms, messaging, co-hosting) on TCP,
+// on a thread of its own, and then admits only hellos that carry a ticket the room
+// service granted (publish and play are asked for on the control plane). With
 // --forward STREAM=IP:PORT it also pushes that stream as plain RTP (video to PORT, audio
 // to PORT+2) and, with --sdp FILE, writes an SDP file ffmpeg/ffplay/GStreamer can open.
 #include "common/cli.hpp"
 #include "common/run_loop.hpp"
 
+#include <onair/control/media_binding.hpp>
+#include <onair/control/room_service.hpp>
 #include <onair/relay_node.hpp>
 #include <onair/rtp/sdp.hpp>
 
@@ -16,7 +21,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <memory>
+#include <thread>
 
 using namespace onair_examples;
 
@@ -36,6 +44,14 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     std::filesystem::rename(tmp, path);
 }
 
+std::string read_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw usage_error("cannot read " + path);
+    std::string s{std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -43,6 +59,9 @@ int main(int argc, char** argv) {
                      {{"listen", "IP:PORT", "UDP address to serve on (required; port 0 picks one)"},
                       {"forward", "STREAM=IP:PORT", "also push STREAM as plain RTP: video to PORT, audio to PORT+2", true},
                       {"sdp", "FILE", "write the SDP of the --forward stream to FILE once it is live"},
+                      {"control", "IP:PORT", "also run the room service on this TCP address (port 0 picks one); media then needs tickets"},
+                      {"secret-file", "FILE", "the tokens' HMAC secret (required with --control)"},
+                      {"app", "ID", "application id the tokens must name (default: onair)"},
                       {"seconds", "N", "stop after N seconds (default: run until SIGINT/SIGTERM)"},
                       {"stats-every", "SEC", "print a statistics line every SEC seconds"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
@@ -60,8 +79,12 @@ int main(int argc, char** argv) {
         const std::string sdp_path = cli.get("sdp");
         if (!sdp_path.empty() && forwards.size() != 1) throw usage_error("--sdp needs exactly one --forward");
 
+        const bool with_control = cli.has("control");
+        if (with_control && !cli.has("secret-file")) throw usage_error("--control needs --secret-file");
+
         asio::io_context io(1);
         onair::relay::sfu_config rc;
+        rc.require_tickets = with_control;
         rc.on_stream_live = [&](const onair::rtp::stream_description& d) {
             auto it = forwards.find(d.name);
             if (it == forwards.end() || sdp_path.empty()) return;
@@ -77,18 +100,37 @@ int main(int argc, char** argv) {
         node.start();
         std::printf("onair-relay: listening on %s:%u\n", node.local_endpoint().address().to_string().c_str(),
                     node.local_endpoint().port());
+
+        // The room service: its own io_context and thread; grants reach the media thread by post.
+        asio::io_context control_io(1);
+        std::unique_ptr<onair::control::room_service> rooms;
+        std::jthread control_thread;
+        if (with_control) {
+            onair::control::room_service_config cc;
+            cc.secret = read_file(cli.get("secret-file"));
+            if (cc.secret.empty()) throw usage_error("--secret-file: the secret is empty");
+            cc.app_id = cli.get("app", "onair");
+            cc.on_media = onair::control::grant_to(node, io.get_executor());
+            const auto ep = parse_endpoint(cli.get("control"), "--control");
+            rooms = std::make_unique<onair::control::room_service>(control_io.get_executor(),
+                                                                    asio::ip::tcp::endpoint(ep.address(), ep.port()), std::move(cc));
+            rooms->start();
+            std::printf("onair-relay: control on %s:%u\n", rooms->local_endpoint().address().to_string().c_str(),
+                        rooms->local_endpoint().port());
+            control_thread = std::jthread([&] { control_io.run(); });
+        }
         std::fflush(stdout);
 
         auto report = [&] {
             const auto& n = node.stats();
             const auto& r = node.relay().stats();
             std::printf("onair-relay: datagrams=%llu rtp=%llu rtcp=%llu malformed=%llu forwarded=%llu bytes_forwarded=%llu "
-                        "unknown_stream=%llu unauthorized=%llu keyframe_requests=%llu oversized=%llu nack_requests=%llu "
+                        "unknown_stream=%llu unauthorized=%llu unticketed=%llu keyframe_requests=%llu oversized=%llu nack_requests=%llu "
                         "retransmissions=%llu upstream_nacks=%llu upstream_recovered=%llu streams=%zu\n",
                         (unsigned long long)n.datagrams, (unsigned long long)n.rtp, (unsigned long long)n.rtcp,
                         (unsigned long long)n.malformed, (unsigned long long)r.rtp_forwarded,
                         (unsigned long long)r.bytes_forwarded, (unsigned long long)r.unknown_stream,
-                        (unsigned long long)r.unauthorized, (unsigned long long)r.keyframe_requests,
+                        (unsigned long long)r.unauthorized, (unsigned long long)r.unticketed_sessions, (unsigned long long)r.keyframe_requests,
                         (unsigned long long)n.oversized, (unsigned long long)r.nack_requests,
                         (unsigned long long)r.retransmissions, (unsigned long long)r.upstream_nacks,
                         (unsigned long long)r.upstream_recovered, node.relay().stream_count());
@@ -96,6 +138,11 @@ int main(int argc, char** argv) {
         };
 
         run_until_stopped(io, seconds, stats_every, report);
+        if (rooms) {
+            control_io.stop();
+            control_thread.join();
+            rooms->stop();
+        }
         report();
         return 0;
     });

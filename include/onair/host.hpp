@@ -79,6 +79,7 @@ struct host_stats {
     std::uint64_t resolution_changes = 0;      ///< encoder reopened at another picture size (adapt_resolution)
     bool published = false;                 ///< the relay acknowledged the publish hello
     bool refused = false;                   ///< the relay refused the stream name
+    bool unauthorized = false;              ///< the relay wants a (valid) ticket from the room service
 };
 
 namespace detail {
@@ -121,6 +122,9 @@ public:
     struct config {
         transport::endpoint relay;
         std::string stream;
+        /// The room service's publish ticket (room_client::publish), for relays that admit
+        /// only ticketed hellos; empty otherwise.
+        std::string ticket;
         typename video_codec::config video{};
         typename audio_codec::config audio{};
         bool send_video = true;
@@ -246,6 +250,10 @@ public:
         return {};
     }
 
+    /// The room service's publish ticket for the hellos (a participant learns it after the
+    /// host exists). Call from the network thread, or before start().
+    void set_ticket(std::string ticket) { cfg_.ticket = std::move(ticket); }
+
     /// Finishes encoding what was pushed, sends it, tells the relay the stream ends.
     /// Call from the network thread (or when it is not running).
     void stop() {
@@ -363,6 +371,7 @@ public:
         s.resolution_changes = stats_.resolution_changes;
         s.published = stats_.published;
         s.refused = stats_.refused;
+        s.unauthorized = stats_.unauthorized;
         return s;
     }
 
@@ -427,7 +436,7 @@ private:
         std::atomic<std::int64_t> target_bps{0}, acked_bps{0};
         std::atomic<int> video_target_kbps{0};
         std::atomic<std::uint32_t> fec_delta{0}, fec_key{0};
-        std::atomic<bool> published{false}, refused{false};
+        std::atomic<bool> published{false}, refused{false}, unauthorized{false};
     };
 
     template <class Media>
@@ -809,6 +818,7 @@ private:
         m.type = type;
         m.sender_ssrc = video_.ssrc;
         m.stream = description();
+        m.ticket = cfg_.ticket;
         std::array<std::uint8_t, 1024> buf;
         if (const std::size_t n = rtp::write_session_message(m, buf))
             transport_.send_to(asio::buffer(buf.data(), n), cfg_.relay);
@@ -876,6 +886,7 @@ private:
                     if (lower_[i]->held_back) lower_[i]->key_requested = true;
             }
             else if (m.status == rtp::session_status::refused) stats_.refused = true;
+            else if (m.status == rtp::session_status::unauthorized) stats_.unauthorized = true;
             return;
         }
         rtp::rtcp::parse_counts counts;

@@ -129,6 +129,9 @@ public:
     struct config {
         transport::endpoint relay;
         std::string stream;
+        /// The room service's play ticket (room_client::play), for relays that admit only
+        /// ticketed hellos; empty otherwise.
+        std::string ticket;
         std::chrono::milliseconds hello_interval{1000};
         /// Minimum spacing of the viewer's own keyframe requests.
         std::chrono::milliseconds keyframe_request_interval{300};
@@ -227,6 +230,7 @@ private:
         m.type = type;
         m.sender_ssrc = ssrc_;
         m.stream.name = cfg_.stream;
+        m.ticket = cfg_.ticket;
         std::array<std::uint8_t, 512> buf;
         if (const std::size_t n = rtp::write_session_message(m, buf))
             transport_.send_to(asio::buffer(buf.data(), n), cfg_.relay);

@@ -45,6 +45,23 @@ inline std::optional<role> parse_role(std::string_view s) noexcept {
 
 using session_id = std::uint64_t;
 
+/// The name a room's stream has on the media path ("room/stream"): relays serve many rooms,
+/// and neither part may contain '/'.
+inline std::string media_stream_name(std::string_view room, std::string_view stream) {
+    std::string s;
+    s.reserve(room.size() + 1 + stream.size());
+    s.append(room).append("/").append(stream);
+    return s;
+}
+
+/// Room and stream names: 1-127 of [A-Za-z0-9_.-].
+inline bool valid_name(std::string_view n) noexcept {
+    if (n.empty() || n.size() > 127) return false;
+    for (char c : n)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.')) return false;
+    return true;
+}
+
 /// A grant the relay's media path must learn of: publish/play come with the ticket the
 /// UDP hello must carry; unpublish withdraws one.
 struct media_grant {
@@ -167,6 +184,7 @@ public:
         if (it == members_.end()) return;
         const std::string user = it->second.user;
         const bool listed = members_.size() <= cfg_.user_list_limit;
+        for (const auto& [stream, ticket] : it->second.plays) out_.on_media({media_grant::kind::stop, name_, user, stream, ticket});
         end_streams_of(user);
         std::erase_if(invitations_, [&](const auto& kv) { return kv.second.from == user || kv.second.to == user; });
         if (host_session_ == s) host_session_.reset();
@@ -272,6 +290,7 @@ private:
         token_bucket chat, gift, command, barrage, likes, requests;
         std::int64_t refusal_window = 0;
         int refusals = 0;
+        std::map<std::string, std::string> plays; ///< stream -> the play ticket granted
         member(std::string u, role rr, std::uint32_t p, std::int64_t now, const room_config& c)
             : user(std::move(u)), r(rr), privileges(p), last_seen(now), chat(c.chat_per_user, now), gift(c.gift_per_user, now),
               command(c.command_per_user, now), barrage(c.barrage_per_user, now), likes(c.likes_per_user, now),
@@ -539,18 +558,11 @@ private:
     }
 
     // --- streams ----------------------------------------------------------------------
-    static bool valid_stream_name(std::string_view n) noexcept {
-        if (n.empty() || n.size() > 128) return false;
-        for (char c : n)
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.')) return false;
-        return true;
-    }
-
     void publish(session_id s, member& m, const json& req, const json& id) {
         if (!privileged(s, m, privilege_publish, id)) return;
         if (m.r == role::audience) return void(refuse(s, id, errc::not_allowed, "only hosts and co-hosts publish"));
         const auto* stream = text_field(req, "stream");
-        if (!stream || !valid_stream_name(*stream)) return void(refuse(s, id, errc::bad_request, "stream: 1-128 of [A-Za-z0-9_.-]"));
+        if (!stream || !valid_name(*stream)) return void(refuse(s, id, errc::bad_request, "stream: 1-127 of [A-Za-z0-9_.-]"));
         auto it = streams_.find(*stream);
         if (it != streams_.end() && it->second.user != m.user) return void(refuse(s, id, errc::stream_taken, "another user publishes this stream"));
         if (it == streams_.end()) {
@@ -564,7 +576,7 @@ private:
             streams_.emplace(*stream, stream_entry{m.user});
             broadcast({{"type", "stream_added"}, {"stream", *stream}, {"user", m.user}});
         }
-        reply(s, id, {{"stream", *stream}, {"ticket", ticket}});
+        reply(s, id, {{"stream", *stream}, {"media_stream", media_stream_name(name_, *stream)}, {"ticket", ticket}});
     }
 
     void unpublish(session_id s, member& m, const json& req, const json& id) {
@@ -579,9 +591,12 @@ private:
         if (!privileged(s, m, privilege_play, id)) return;
         const auto* stream = text_field(req, "stream");
         if (!stream || !streams_.contains(*stream)) return void(refuse(s, id, errc::unknown_stream, "no such stream in the room"));
-        const std::string ticket = out_.make_ticket();
-        out_.on_media({media_grant::kind::play, name_, m.user, *stream, ticket});
-        reply(s, id, {{"stream", *stream}, {"ticket", ticket}});
+        auto [t, fresh] = m.plays.try_emplace(*stream);
+        if (fresh) {
+            t->second = out_.make_ticket();
+            out_.on_media({media_grant::kind::play, name_, m.user, *stream, t->second});
+        }
+        reply(s, id, {{"stream", *stream}, {"media_stream", media_stream_name(name_, *stream)}, {"ticket", t->second}});
     }
 
     void end_stream(typename std::map<std::string, stream_entry>::iterator it) {

@@ -258,9 +258,9 @@ private:
         const auto* room_name = str("room");
         const auto* role_text = str("role");
         const auto r = role_text ? parse_role(*role_text) : std::optional<role>(role::audience);
-        if (!token || !room_name || room_name->empty() || room_name->size() > 128 || !r) {
+        if (!token || !room_name || !valid_name(*room_name) || !r) {
             ++stats_.login_refused;
-            return bad_frame(c, id, errc::bad_request, "login needs token, room and a role of host or audience");
+            return bad_frame(c, id, errc::bad_request, "login needs a token, a room (1-127 of [A-Za-z0-9_.-]) and a role");
         }
         const token_check check = verify_token(cfg_.secret, *token, cfg_.app_id, *room_name,
                                                static_cast<std::uint32_t>(privilege::login), now / 1000);

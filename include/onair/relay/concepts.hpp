@@ -45,6 +45,7 @@ struct relay_stats {
     std::uint64_t keyframe_requests = 0;   ///< PLIs sent to publishers
     std::uint64_t keyframe_requests_suppressed = 0; ///< asked for, but within 300 ms of the last
     std::uint64_t refused_sessions = 0;
+    std::uint64_t unticketed_sessions = 0; ///< hellos refused: no ticket, or one the room service did not grant
     std::uint64_t malformed_rtcp = 0;
     std::uint64_t malformed_rtx = 0;        ///< RTX without an original sequence number
     std::uint64_t unsolicited_rtx = 0;      ///< RTX for a packet the relay was not missing (dropped)

@@ -38,6 +38,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace onair::relay {
@@ -63,8 +64,19 @@ struct sfu_config {
     /// A layer is added when its rate fits this share of the leg's estimate (what is left
     /// after audio); dropped as soon as it no longer fits the whole of it.
     double layer_up_margin = 0.85;
+    /// Admit only hellos whose ticket the room service granted (sfu::apply): media from
+    /// anyone else is refused at the hello and dropped after it.
+    bool require_tickets = false;
     /// Called (on the node's thread) when a stream goes live or its description changes.
     std::function<void(const rtp::stream_description&)> on_stream_live;
+};
+
+/// A media grant from the room service: who may publish or play a stream, with the ticket
+/// their hello carries, and its withdrawal.
+struct ticket_grant {
+    enum class kind { publish, unpublish, play, stop };
+    kind what = kind::publish;
+    std::string stream, ticket;
 };
 
 /// Selective forwarding: every packet of a stream to every subscriber of it.
@@ -97,6 +109,7 @@ public:
         /// on a congested leg repairs would otherwise add to the loss they repair.
         double rtx_allowance = 0;
         clock::time_point rtx_refilled{};
+        std::string ticket{}; ///< the play ticket it was admitted with (require_tickets)
         bool take_rtx_allowance(std::size_t bytes, clock::time_point now) {
             const double per_s = static_cast<double>(leg.target_bps()) / 16.0; // half the estimate, in bytes
             if (rtx_refilled != clock::time_point{})
@@ -182,12 +195,42 @@ public:
         s.subscribers.push_back(subscriber{video_to, audio_to, true, true, {}, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false});
     }
 
+    /// Takes a grant or withdrawal from the room service (on the node's thread). A withdrawn
+    /// publish ends the stream at once; a stopped play removes that subscriber.
+    void apply(const ticket_grant& g) {
+        if (g.stream.empty()) return;
+        auto& t = tickets_[g.stream];
+        switch (g.what) {
+        case ticket_grant::kind::publish: t.publish = g.ticket; break;
+        case ticket_grant::kind::play:
+            if (t.play.size() < max_play_tickets) t.play.insert(g.ticket);
+            break;
+        case ticket_grant::kind::unpublish:
+            t.publish.clear();
+            if (auto it = streams_.find(g.stream); it != streams_.end() && it->second.live) unpublish(it->second);
+            break;
+        case ticket_grant::kind::stop:
+            t.play.erase(g.ticket);
+            if (auto it = streams_.find(g.stream); it != streams_.end())
+                if (std::erase_if(it->second.subscribers, [&](const subscriber& sub) { return !sub.fixed && sub.ticket == g.ticket; }))
+                    refresh_protection(it->second);
+            break;
+        }
+        if (t.publish.empty() && t.play.empty()) tickets_.erase(g.stream);
+    }
+
     template <class Ctx>
     void on_session(Ctx& ctx, const rtp::session_message& m, const endpoint& from) {
         const auto now = ctx.now();
         if (m.stream.name.empty()) {
             ++stats_.refused_sessions;
             return reply(ctx, from, rtp::session_status::invalid, rtp::stream_description{});
+        }
+        if (cfg_.require_tickets && (m.type == rtp::session_type::publish || m.type == rtp::session_type::play) && !ticketed(m)) {
+            ++stats_.unticketed_sessions;
+            rtp::stream_description name_only;
+            name_only.name = m.stream.name;
+            return reply(ctx, from, rtp::session_status::unauthorized, name_only);
         }
         switch (m.type) {
         case rtp::session_type::publish: return on_publish(ctx, m, from, now);
@@ -396,12 +439,21 @@ private:
                                [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; });
         if (it == s.subscribers.end()) {
             s.subscribers.push_back(subscriber{from, from, false, true, now, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false});
+            s.subscribers.back().ticket = m.ticket;
             if (s.live) attach_selector(s, s.subscribers.back());
             if (s.live) request_keyframe(ctx, s, now);
         } else {
             it->last_seen = now;
         }
         reply(ctx, from, s.live ? rtp::session_status::ok : rtp::session_status::waiting, s.desc);
+    }
+
+    bool ticketed(const rtp::session_message& m) const {
+        if (m.ticket.empty()) return false;
+        auto it = tickets_.find(m.stream.name);
+        if (it == tickets_.end()) return false;
+        if (m.type == rtp::session_type::publish) return it->second.publish == m.ticket;
+        return it->second.play.contains(m.ticket);
     }
 
     void on_leave(const rtp::session_message& m, const endpoint& from) {
@@ -1092,6 +1144,13 @@ private:
     sfu_config cfg_;
     std::unordered_map<std::string, stream> streams_; // node-based: stream addresses are stable
     std::unordered_map<std::uint32_t, stream*> by_ssrc_;
+    struct stream_tickets {
+        std::string publish;
+        std::unordered_set<std::string> play;
+    };
+    static constexpr std::size_t max_play_tickets = 100'000; ///< per stream; the room issues one per member
+
+    std::unordered_map<std::string, stream_tickets> tickets_;
     relay_stats stats_;
     rtp::rtcp::parse_counts rtcp_counts_;
     std::vector<std::uint16_t> lost_; // reused for upstream NACKs

@@ -10,6 +10,7 @@
 //               vcodec_len u8 | vcodec | acodec_len u8 | acodec | rtx_ssrc u32 | rtx_pt u8
 //               | red_pt u8 | fec_ssrc u32 | fec_pt u8 | audio_rtx_ssrc u32 | audio_rtx_pt u8
 //               | simulcast: 2 x (ssrc u32 | rtx_ssrc u32), lowest encoding first
+//               | ticket_len u8 | ticket (from the room service; hellos only)
 //               | zero padding to 32 bits
 // Fields from red_pt on were added later; a shorter message leaves them 0 (none).
 #pragma once
@@ -62,6 +63,7 @@ enum class session_status : std::uint8_t {
     waiting = 1,  ///< play: the stream is not live yet; keep sending hellos
     refused = 2,  ///< publish: the name is taken by another publisher
     invalid = 3,  ///< malformed or unknown request
+    unauthorized = 4, ///< the relay admits only ticketed hellos, and this ticket is not granted
 };
 
 struct session_message {
@@ -69,18 +71,22 @@ struct session_message {
     session_status status = session_status::ok;
     std::uint32_t sender_ssrc = 0;
     stream_description stream;
+    /// The grant the room service issued for this publish or play (empty: none).
+    std::string ticket;
 };
 
 inline constexpr std::uint8_t rtcp_app_type = 204;
 inline constexpr char session_app_name[4] = {'O', 'N', 'A', 'R'};
 inline constexpr std::size_t max_stream_name = 255;
+inline constexpr std::size_t max_ticket = 64;
 
 /// Serialises `m` into `out`; returns the size, or 0 when it does not fit or a string
 /// is longer than 255 bytes.
 inline std::size_t write_session_message(const session_message& m, std::span<std::uint8_t> out) noexcept {
     const auto& s = m.stream;
-    if (s.name.size() > max_stream_name || s.video_codec.size() > 255 || s.audio_codec.size() > 255) return 0;
-    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 16 + 16;
+    if (s.name.size() > max_stream_name || s.video_codec.size() > 255 || s.audio_codec.size() > 255 || m.ticket.size() > max_ticket)
+        return 0;
+    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 16 + 16 + 1 + m.ticket.size();
     const std::size_t padded = (data + 3) / 4 * 4;
     const std::size_t total = 12 + padded;
     if (out.size() < total) return 0;
@@ -119,6 +125,8 @@ inline std::size_t write_session_message(const session_message& m, std::span<std
         store_be32(q + 16 + 8 * i, s.video_lower_ssrcs[i]);
         store_be32(q + 20 + 8 * i, s.video_lower_rtx_ssrcs[i]);
     }
+    q[32] = static_cast<std::uint8_t>(m.ticket.size());
+    if (!m.ticket.empty()) std::memcpy(q + 33, m.ticket.data(), m.ticket.size());
     return total;
 }
 
@@ -142,7 +150,7 @@ inline std::error_code parse_session_message(bytes_view d, session_message& m) n
     const std::uint8_t* q = d.data() + 12;
     const std::uint8_t* end = d.data() + total;
     if (q[0] != 1) return errc::unsupported;
-    if (q[1] > 3) return errc::bad_payload;
+    if (q[1] > 4) return errc::bad_payload;
     m.status = static_cast<session_status>(q[1]);
     q += 4;
     auto get_string = [&q, end](std::string& str) {
@@ -181,6 +189,12 @@ inline std::error_code parse_session_message(bytes_view d, session_message& m) n
         if (end - q < static_cast<std::ptrdiff_t>(24 + 8 * i)) break;
         s.video_lower_ssrcs[i] = load_be32(q + 16 + 8 * i);
         s.video_lower_rtx_ssrcs[i] = load_be32(q + 20 + 8 * i);
+    }
+    if (end - q > 32) {
+        const std::size_t n = q[32];
+        if (n > max_ticket) return errc::bad_payload;
+        if (static_cast<std::size_t>(end - q) < 33 + n) return errc::truncated;
+        m.ticket.assign(reinterpret_cast<const char*>(q + 33), n);
     }
     return {};
 }
