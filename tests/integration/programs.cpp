@@ -13,7 +13,7 @@ using namespace std::chrono_literals;
 
 TEST_CASE("every program answers --help with its usage and exit code 0") {
     const auto dir = scratch_dir("help");
-    for (const char* p : {"onair-relay", "onair-host", "onair-viewer", "onair-demo"}) {
+    for (const char* p : {"onair-relay", "onair-host", "onair-viewer", "onair-demo", "onair-token", "onair-cohost"}) {
         std::string out;
         CHECK(run({bin(p), "--help"}, dir, p, 10s, &out) == 0);
         CHECK(out.find("usage: " + std::string(p)) != std::string::npos);
@@ -45,6 +45,9 @@ TEST_CASE("bad command lines are refused with exit code 2 and a clear error") {
         {{bin("onair-demo"), "--out", "x", "--video", "av1"}, "--video must be vp8 or vp9"},
         {{bin("onair-demo"), "--seconds", "5"}, "missing required option --out"},
         {{bin("onair-demo"), "positional"}, "unexpected argument"},
+        {{bin("onair-relay"), "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"}, "--control needs --secret-file"},
+        {{bin("onair-token"), "--app", "a", "--room", "r", "--user", "u"}, "--secret"},
+        {{bin("onair-token"), "--secret", "s", "--app", "a", "--room", "r", "--user", "u", "--privileges", "fly"}, "--privileges"},
     };
     int i = 0;
     for (const auto& c : cases) {
@@ -121,6 +124,27 @@ TEST_CASE("a viewer of a stream that never goes live exits with an error") {
                "--seconds", "1"},
               dir, "viewer", 30s, nullptr, &err) == 1);
     CHECK(err.find("not live") != std::string::npos);
+}
+
+TEST_CASE("onair-token mints a token that it then verifies, and names each refusal") {
+    const auto dir = scratch_dir("token");
+    std::string token, out;
+    REQUIRE(run({bin("onair-token"), "--secret", "k", "--app", "onair", "--room", "show", "--user", "ann", "--privileges", "login,play"},
+                dir, "mint", 10s, &token) == 0);
+    while (!token.empty() && token.back() == '\n') token.pop_back();
+    REQUIRE(token.rfind("v1.", 0) == 0);
+    CHECK(run({bin("onair-token"), "--secret", "k", "--app", "onair", "--room", "show", "--privileges", "login", "--verify", token},
+              dir, "ok", 10s, &out) == 0);
+    CHECK(out.find("ok user=ann room=show") != std::string::npos);
+    CHECK(run({bin("onair-token"), "--secret", "other", "--app", "onair", "--room", "show", "--privileges", "login", "--verify", token},
+              dir, "forged", 10s, &out) == 1);
+    CHECK(out.find("token_forged") != std::string::npos);
+    CHECK(run({bin("onair-token"), "--secret", "k", "--app", "onair", "--room", "other", "--privileges", "login", "--verify", token},
+              dir, "room", 10s, &out) == 1);
+    CHECK(out.find("token_wrong_room") != std::string::npos);
+    CHECK(run({bin("onair-token"), "--secret", "k", "--app", "onair", "--room", "show", "--privileges", "publish", "--verify", token},
+              dir, "priv", 10s, &out) == 1);
+    CHECK(out.find("no_privilege") != std::string::npos);
 }
 
 TEST_CASE("onair-demo writes its files and a summary") {
