@@ -1,6 +1,7 @@
 // onair-host — publishes a stream to a relay node: the numbered test pattern (or a .y4m
 // file) encoded with VP8 or VP9, and a tone (or a .wav file) encoded with Opus.
 #include "common/cli.hpp"
+#include "common/room_session.hpp"
 #include "common/inputs.hpp"
 
 #include <onair/codec/opus.hpp>
@@ -51,6 +52,14 @@ int publish(const command_line& cli) {
     cfg.simulcast = cli.number<int>("simulcast", 1, 1, 3);
 
     asio::io_context io(1);
+    // With --control: the stream and its ticket come from the room service, whose session
+    // stays open (on this io_context) while the host publishes.
+    room_session room(cli, io, "host");
+    if (room.active()) {
+        const auto grant = room.acquire(true, stream, std::chrono::seconds(10));
+        cfg.stream = grant.media_stream;
+        cfg.ticket = grant.ticket;
+    }
     const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
     host_type host(cfg, {}, io, local);
     if (auto ec = host.start()) throw std::runtime_error("cannot start: " + ec.message());
@@ -68,6 +77,7 @@ int publish(const command_line& cli) {
     asio::post(io, [&] {
         host.stop();
         signals.cancel();
+        room.end();
     });
     net.join();
     const auto s = host.stats();
@@ -78,6 +88,10 @@ int publish(const command_line& cli) {
                 (unsigned long long)s.keyframe_requests, (unsigned long long)s.packets_sent,
                 (unsigned long long)s.bytes_sent, (unsigned long long)s.retransmissions,
                 (unsigned long long)s.fec_packets, s.reported_loss, s.published ? "yes" : "no");
+    if (s.unauthorized && !s.published) {
+        std::fprintf(stderr, "onair-host: the relay admits only streams granted by its room service (use --control, --token, --room)\n");
+        return 1;
+    }
     if (s.refused) {
         std::fprintf(stderr, "onair-host: the relay refused stream '%s' (published by someone else)\n", stream.c_str());
         return 1;
@@ -107,7 +121,11 @@ int main(int argc, char** argv) {
                       {"fec", "on|off", "FlexFEC for video, adapted to the relay's reported loss (default on)"},
                       {"cc", "on|off", "congestion control: pace and follow the path's estimated bitrate up to --bitrate (default on)"},
                       {"layers", "1..3", "temporal layers of the video (default 1)"},
-                      {"simulcast", "1..3", "simulcast encodings: full, half and quarter size (default 1)"}});
+                      {"simulcast", "1..3", "simulcast encodings: full, half and quarter size (default 1)"},
+                      {"control", "IP:PORT", "the relay's room service: log in and ask to publish there (with --token, --room)"},
+                      {"token", "TOKEN", "room-service token (onair-token)"},
+                      {"room", "NAME", "room to publish in"},
+                      {"role", "host|audience", "login role (default host)"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
         const std::string video = cli.get("video", "vp8");
         if (video == "vp8") return publish<onair::codec::vp8>(cli);

@@ -1,6 +1,7 @@
 // onair-viewer — plays a stream from a relay node and records what it rendered:
 // DIR/video.y4m, DIR/audio.wav and DIR/stats.json (frames, latency, bytes, bitrate).
 #include "common/cli.hpp"
+#include "common/room_session.hpp"
 #include "common/json.hpp"
 #include "common/run_loop.hpp"
 
@@ -26,15 +27,14 @@ using namespace onair_examples;
 namespace {
 
 template <class Video>
-int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const std::string& stream,
+int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint& relay, const std::string& stream, const std::string& ticket,
          const std::filesystem::path& out, double seconds, double stats_every) {
     using sink_type = onair::sink::tee<onair::sink::y4m_writer, onair::sink::wav_writer>;
     using viewer_type = onair::basic_viewer<onair::codec::av<Video, onair::codec::opus>, onair::transport::udp, sink_type>;
-    (void)cli;
-    asio::io_context io(1);
     typename viewer_type::config cfg;
     cfg.relay = relay;
     cfg.stream = stream;
+    cfg.ticket = ticket;
     const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
     viewer_type viewer(cfg, sink_type(onair::sink::y4m_writer(out / "video.y4m"), onair::sink::wav_writer(out / "audio.wav")),
                        io, local);
@@ -55,6 +55,7 @@ int play(const command_line& cli, const asio::ip::udp::endpoint& relay, const st
     run_until_stopped(io, seconds, stats_every, print_line);
     io.restart();
     viewer.stop();
+    room.end();
     io.poll();
 
     const auto s = viewer.stats();
@@ -118,7 +119,11 @@ int main(int argc, char** argv) {
                       {"stream", "NAME", "stream name (required)"},
                       {"out", "DIR", "directory for video.y4m, audio.wav and stats.json (required)"},
                       {"seconds", "N", "how long to play (default 10)"},
-                      {"stats-every", "SEC", "print a statistics line every SEC seconds"}});
+                      {"stats-every", "SEC", "print a statistics line every SEC seconds"},
+                      {"control", "IP:PORT", "the relay's room service: log in and ask to play there (with --token, --room)"},
+                      {"token", "TOKEN", "room-service token (onair-token)"},
+                      {"room", "NAME", "room to play in"},
+                      {"role", "host|audience", "login role (default audience)"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
         const auto relay = parse_endpoint(cli.require("relay"), "--relay");
         const std::string stream = cli.require("stream");
@@ -127,15 +132,25 @@ int main(int argc, char** argv) {
         const double stats_every = cli.number<double>("stats-every", 0, 0, 1e6);
         std::filesystem::create_directories(out);
         const auto started = std::chrono::steady_clock::now();
-        const auto desc = onair::query_stream(relay, stream, std::chrono::milliseconds(static_cast<long>(seconds * 1000)));
+        // With --control the room service names the stream on the media path and grants the
+        // ticket; its session stays open on `io` while the viewer plays.
+        asio::io_context io(1);
+        room_session room(cli, io, "audience");
+        std::string media_stream = stream, ticket;
+        if (room.active()) {
+            const auto grant = room.acquire(false, stream, std::chrono::milliseconds(static_cast<long>(seconds * 1000)));
+            media_stream = grant.media_stream;
+            ticket = grant.ticket;
+        }
+        const auto desc = onair::query_stream(relay, media_stream, std::chrono::milliseconds(static_cast<long>(seconds * 1000)), ticket);
         if (!desc) {
             std::fprintf(stderr, "onair-viewer: stream '%s' is not live on %s:%u\n", stream.c_str(),
                          relay.address().to_string().c_str(), relay.port());
             return 1;
         }
         const double left = seconds - std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        if (desc->video_codec == "VP8") return play<onair::codec::vp8>(cli, relay, stream, out, std::max(left, 0.1), stats_every);
-        if (desc->video_codec == "VP9") return play<onair::codec::vp9>(cli, relay, stream, out, std::max(left, 0.1), stats_every);
+        if (desc->video_codec == "VP8") return play<onair::codec::vp8>(io, room, relay, media_stream, ticket, out, std::max(left, 0.1), stats_every);
+        if (desc->video_codec == "VP9") return play<onair::codec::vp9>(io, room, relay, media_stream, ticket, out, std::max(left, 0.1), stats_every);
         std::fprintf(stderr, "onair-viewer: stream '%s' uses video codec '%s', which this viewer cannot decode\n",
                      stream.c_str(), desc->video_codec.c_str());
         return 1;

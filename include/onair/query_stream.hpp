@@ -18,9 +18,10 @@
 namespace onair {
 
 /// Sends play hellos for `stream` to `relay` every 100 ms until the relay describes the
-/// live stream or `timeout` passes; then says leave. Blocks the calling thread.
+/// live stream or `timeout` passes; then says leave. Blocks the calling thread. `ticket`:
+/// the room service's play ticket, for relays that admit only ticketed hellos.
 inline std::optional<rtp::stream_description> query_stream(const transport::endpoint& relay, const std::string& stream,
-                                                           std::chrono::milliseconds timeout) {
+                                                           std::chrono::milliseconds timeout, const std::string& ticket = {}) {
     asio::io_context io(1);
     asio::ip::udp::socket socket(io, relay.protocol());
     socket.bind(transport::endpoint(relay.protocol(), 0));
@@ -28,6 +29,7 @@ inline std::optional<rtp::stream_description> query_stream(const transport::endp
     hello.type = rtp::session_type::play;
     hello.sender_ssrc = detail::random_u32();
     hello.stream.name = stream;
+    hello.ticket = ticket;
     std::array<std::uint8_t, 512> out;
     std::array<std::uint8_t, 2048> in;
     transport::endpoint from;

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <regex>
 
 using namespace onair_test;
@@ -124,6 +125,54 @@ TEST_CASE("a viewer of a stream that never goes live exits with an error") {
                "--seconds", "1"},
               dir, "viewer", 30s, nullptr, &err) == 1);
     CHECK(err.find("not live") != std::string::npos);
+}
+
+TEST_CASE("processes through a relay's room service: tickets from --control, and no media without them") {
+    const auto dir = scratch_dir("control");
+    {
+        std::ofstream f(dir / "secret");
+        f << "process-secret\n";
+    }
+    relay_process relay(dir, {"--control", "127.0.0.1:0", "--secret-file", (dir / "secret").string(), "--seconds", "40"});
+    std::string control;
+    REQUIRE(eventually([&] {
+        std::smatch m;
+        const std::string out = relay.proc->out();
+        if (std::regex_search(out, m, std::regex("control on (127\\.0\\.0\\.1:[0-9]+)"))) control = m[1];
+        return !control.empty();
+    }, 10s));
+    auto token = [&](const std::string& user) {
+        std::string t;
+        REQUIRE(run({bin("onair-token"), "--secret-file", (dir / "secret").string(), "--app", "onair", "--room", "show", "--user", user},
+                    dir, "token_" + user, 10s, &t) == 0);
+        while (!t.empty() && t.back() == '\n') t.pop_back();
+        return t;
+    };
+    const std::string host_token = token("hana"), viewer_token = token("vik");
+    const auto out = dir / "viewer";
+    process viewer({bin("onair-viewer"), "--relay", relay.address(), "--stream", "cam", "--control", control, "--token", viewer_token,
+                    "--room", "show", "--out", out.string(), "--seconds", "8"},
+                   dir, "viewer");
+    process host({bin("onair-host"), "--relay", relay.address(), "--stream", "cam", "--control", control, "--token", host_token,
+                  "--room", "show", "--size", "320x180", "--bitrate", "400", "--seconds", "5"},
+                 dir, "host");
+    // Meanwhile a host without a ticket is refused, with a message that says why.
+    std::string err;
+    CHECK(run({bin("onair-host"), "--relay", relay.address(), "--stream", "show/cam", "--seconds", "1"}, dir, "intruder", 30s,
+              nullptr, &err) == 1);
+    CHECK(err.find("granted by its room service") != std::string::npos);
+    const auto host_rc = host.wait(30s);
+    INFO("host: " << host.out() << host.err());
+    CHECK(host_rc == 0);
+    const auto viewer_rc = viewer.wait(30s);
+    INFO("viewer: " << viewer.out() << viewer.err());
+    REQUIRE(viewer_rc == 0);
+    const std::string stats = read_file(out / "stats.json");
+    CHECK(json_number(stats, "frames") >= 90);
+    CHECK(json_number(stats, "decode_errors") == 0);
+    relay.proc->signal(SIGTERM);
+    REQUIRE(relay.proc->wait(10s) == 0);
+    CHECK(std::regex_search(relay.proc->out(), std::regex("unticketed=[1-9]")));
 }
 
 TEST_CASE("onair-token mints a token that it then verifies, and names each refusal") {

@@ -45,7 +45,8 @@ public:
 
     explicit frame_reader(std::size_t max_frame) : max_frame_(max_frame) {}
 
-    /// Room for at least `min` more bytes (the buffer never grows past one frame + `min`).
+    /// Room for at least `min` more bytes. The buffer stays under about twice one frame +
+    /// `min`: consumed bytes are moved out once they are half of it.
     std::span<char> prepare(std::size_t min = 4096) {
         if (begin_ > 0 && (begin_ == end_ || begin_ > buf_.size() / 2)) {
             std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);

@@ -25,6 +25,8 @@ public:
         tokens_ -= n;
         return true;
     }
+    /// Returns tokens taken for something refused later (never above the burst).
+    void give_back(double n = 1) noexcept { tokens_ = std::min(rate_.burst, tokens_ + n); }
     /// Milliseconds until `n` tokens will be there (0 when they are).
     std::int64_t wait_ms(std::int64_t now_ms, double n = 1) noexcept {
         refill(now_ms);

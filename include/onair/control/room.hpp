@@ -139,12 +139,14 @@ public:
     errc join(session_id s, const std::string& user, std::uint32_t privileges, role r, const json& id, std::int64_t now) {
         if (r == role::host && !(privileges & 2u)) return refuse(s, id, errc::no_privilege, "a host needs the publish privilege");
         if (r == role::cohost) return refuse(s, id, errc::not_allowed, "co-host is reached by invitation");
+        // Refusals first: a refused login must not cost the user its existing session.
+        if (r == role::host && host_session_ && members_.at(*host_session_).user != user)
+            return refuse(s, id, errc::not_allowed, "the room has a host");
         if (auto old = by_user_.find(user); old != by_user_.end()) {
             const session_id o = old->second;
             leave(o, "replaced", now);
             out_.close(o, errc::replaced);
         }
-        if (r == role::host && host_session_) return refuse(s, id, errc::not_allowed, "the room has a host");
         if (members_.size() >= cfg_.max_members) return refuse(s, id, errc::room_full, "room full");
         flush(); // what happened before this member joined is not theirs to see twice
         member m{user, r, privileges, now, cfg_};
@@ -221,10 +223,10 @@ public:
             else if (type == "play") play(s, m, req, id);
             else if (type == "add_template") add_template(s, m, req, id);
             else if (type == "quiz") quiz(s, m, req, id, now);
-            else if (type == "quiz_answer") quiz_answer(s, m, req, id);
+            else if (type == "quiz_answer") quiz_answer(s, m, req, id, now);
             else if (type == "cohost_invite") cohost_invite(s, m, req, id, now);
             else if (type == "cohost_request") cohost_request(s, m, id, now);
-            else if (type == "cohost_answer") cohost_answer(s, m, req, id);
+            else if (type == "cohost_answer") cohost_answer(s, m, req, id, now);
             else if (type == "cohost_end") cohost_end(s, m, req, id);
             else refuse(s, id, errc::unknown_type, "unknown request type");
         }
@@ -263,7 +265,9 @@ public:
                 q.dirty = false;
                 broadcast({{"type", "quiz_tally"}, {"quiz", qid}, {"counts", q.counts}, {"answers", q.answered.size()}});
             }
-        if (members_.size() > cfg_.user_list_limit && members_.size() != last_count_sent_) {
+        // Counts while the room is over the limit, and once more when it falls back to it
+        // (members that joined above it never had the names).
+        if ((members_.size() > cfg_.user_list_limit || last_count_sent_ > cfg_.user_list_limit) && members_.size() != last_count_sent_) {
             last_count_sent_ = members_.size();
             broadcast({{"type", "user_count"}, {"count", members_.size()}});
         }
@@ -373,6 +377,7 @@ private:
         if (text->size() > cfg_.max_chat_bytes) return void(refuse(s, id, errc::too_large, "chat text over the limit"));
         if (limited(s, m, m.chat, id, now)) return;
         if (!room_chat_.take(now)) {
+            m.chat.give_back(); // the room refused it, not the member's own rate
             ++stats_.rate_limited;
             return void(refuse(s, id, errc::rate_limited, "the room's chat budget is spent", {{"retry_after_ms", room_chat_.wait_ms(now)}}));
         }
@@ -540,14 +545,14 @@ private:
         reply(s, id, {{"quiz", qid}});
     }
 
-    void quiz_answer(session_id s, member& m, const json& req, const json& id) {
+    void quiz_answer(session_id s, member& m, const json& req, const json& id, std::int64_t now) {
         if (!privileged(s, m, privilege_message, id)) return;
         auto qid = req.find("quiz");
         auto opt = req.find("option");
         if (qid == req.end() || !qid->is_number_unsigned() || opt == req.end() || !opt->is_number_unsigned())
             return void(refuse(s, id, errc::bad_request, "quiz_answer needs quiz and option"));
         auto q = quizzes_.find(qid->get<std::uint64_t>());
-        if (q == quizzes_.end()) return void(refuse(s, id, errc::unknown_quiz, "no such quiz running"));
+        if (q == quizzes_.end() || now >= q->second.deadline) return void(refuse(s, id, errc::unknown_quiz, "no such quiz running"));
         const auto o = opt->get<std::uint64_t>();
         if (o >= q->second.counts.size()) return void(refuse(s, id, errc::bad_request, "no such option"));
         if (!q->second.answered.emplace(m.user, o).second) return void(refuse(s, id, errc::already_answered, "one answer per quiz"));
@@ -637,13 +642,14 @@ private:
         reply(s, id, {{"invite", inv}});
     }
 
-    void cohost_answer(session_id s, member& m, const json& req, const json& id) {
+    void cohost_answer(session_id s, member& m, const json& req, const json& id, std::int64_t now) {
         auto inv = req.find("invite");
         auto accept = req.find("accept");
         if (inv == req.end() || !inv->is_number_unsigned() || accept == req.end() || !accept->is_boolean())
             return void(refuse(s, id, errc::bad_request, "cohost_answer needs invite and accept"));
         auto it = invitations_.find(inv->get<std::uint64_t>());
-        if (it == invitations_.end() || it->second.to != m.user) return void(refuse(s, id, errc::no_invitation, "no such invitation"));
+        if (it == invitations_.end() || it->second.to != m.user || it->second.expires <= now)
+            return void(refuse(s, id, errc::no_invitation, "no such invitation"));
         const invitation v = it->second;
         invitations_.erase(it);
         const bool yes = accept->get<bool>();

@@ -498,7 +498,7 @@ TEST_CASE("room: the room's chat budget is shared by its members") {
 
 TEST_CASE("room: a flooding member is closed; the others are unaffected and nothing accepted is lost") {
     fixture f;
-    f.cfg.chat_per_user = {1, 3};
+    f.cfg.chat_per_user = {0.1, 3}; // her burst, barely refilled in the test
     f.cfg.flood_refusals = 5;
     auto& r = f.start();
     REQUIRE(f.join("h", role::host) == errc::ok);
@@ -1257,4 +1257,75 @@ TEST_CASE("room: unknown request types are refused; heartbeats are answered") {
     f.r->handle(9999, "chat", json{{"type", "chat"}, {"id", 1}, {"text", "hi"}}, f.now);
     CHECK(f.out.got[9999].empty());
     CHECK(f.out.malformed == 0);
+}
+
+TEST_CASE("deadlines hold without a tick: late quiz answers and stale invitations are refused") {
+    fixture f;
+    f.cfg.invitation_ms = 1000;
+    f.start();
+    REQUIRE(f.join("host", role::host) == errc::ok);
+    REQUIRE(f.join("ann") == errc::ok);
+    const json q = f.ask("host", "quiz", {{"question", "?"}, {"options", {"a", "b"}}, {"duration_ms", 1000}});
+    REQUIRE(code(q) == "ok");
+    f.now = 1500; // past the deadline, before any tick
+    CHECK(code(f.ask("ann", "quiz_answer", {{"quiz", q["quiz"]}, {"option", 0}})) == "unknown_quiz");
+    f.tick(1500);
+    f.flush();
+    const auto results = only(f.take("ann"), "quiz_result");
+    REQUIRE(results.size() == 1);
+    CHECK(results[0]["answers"] == 0);
+
+    const json inv = f.ask("host", "cohost_invite", {{"user", "ann"}});
+    REQUIRE(code(inv) == "ok");
+    f.now = 1500 + 5000; // long after it lapsed, no tick in between
+    CHECK(code(f.ask("ann", "cohost_answer", {{"invite", inv["invite"]}, {"accept", true}})) == "no_invitation");
+    CHECK(f.r->role_of("ann") == role::audience);
+}
+
+TEST_CASE("a refused host login leaves the user's existing session alone") {
+    fixture f;
+    f.start();
+    REQUIRE(f.join("host", role::host) == errc::ok);
+    REQUIRE(f.join("ann") == errc::ok);
+    const session_id ann = f.sid.at("ann");
+    CHECK(f.join("ann", role::host) == errc::not_allowed);
+    CHECK(f.out.closed[ann].empty());
+    CHECK(f.r->contains(ann));
+    CHECK(f.r->role_of("ann") == role::audience);
+}
+
+TEST_CASE("falling back to the user-list limit sends the count once more") {
+    fixture f;
+    f.cfg.user_list_limit = 2;
+    f.start();
+    REQUIRE(f.join("a") == errc::ok);
+    REQUIRE(f.join("b") == errc::ok);
+    REQUIRE(f.join("c") == errc::ok);
+    f.tick(200);
+    f.flush();
+    auto counts = only(f.take("a"), "user_count");
+    REQUIRE(counts.size() == 1);
+    CHECK(counts[0]["count"] == 3);
+    f.r->leave(f.sid.at("c"), "logout", f.now);
+    f.tick(400);
+    f.flush();
+    counts = only(f.take("a"), "user_count");
+    REQUIRE(counts.size() == 1);
+    CHECK(counts[0]["count"] == 2);
+    f.tick(600);
+    f.flush();
+    CHECK(only(f.take("a"), "user_count").empty()); // once, not every tick
+}
+
+TEST_CASE("the room's chat budget refusing a message does not spend the member's own rate") {
+    fixture f;
+    f.cfg.chat_per_room = {1, 1};
+    f.cfg.chat_per_user = {0.1, 3}; // her burst, barely refilled in the test
+    f.start();
+    REQUIRE(f.join("ann") == errc::ok);
+    REQUIRE(f.join("ben") == errc::ok);
+    REQUIRE(code(f.ask("ben", "chat", {{"text", "first"}})) == "ok"); // the room's one token
+    for (int i = 0; i < 3; ++i) CHECK(code(f.ask("ann", "chat", {{"text", "no room"}})) == "rate_limited");
+    f.now = 1000; // the room has a token again; ann's own burst is untouched
+    CHECK(code(f.ask("ann", "chat", {{"text", "now"}})) == "ok");
 }
