@@ -209,7 +209,11 @@ private:
                     if (st == frame_reader::status::need_more) break;
                     if (st == frame_reader::status::error) return self->end(make_error_code(errc::bad_frame));
                     ++self->frames;
-                    self->on_frame(body);
+                    try {
+                        self->on_frame(body);
+                    } catch (const nlohmann::json::exception&) {
+                        ++self->bad; // a field of an unexpected type: that message is skipped
+                    }
                     if (self->closed) return;
                 }
                 self->read();

@@ -200,7 +200,14 @@ private:
                     return close(c->id, errc::bad_frame);
                 }
                 ++stats_.frames;
-                on_frame(c, body, now);
+                try {
+                    on_frame(c, body, now);
+                } catch (const std::exception&) {
+                    // Every field is type-checked before use; this is the last line of defence:
+                    // the one connection goes, the service and the room stay.
+                    ++stats_.bad_requests;
+                    return close(c->id, errc::bad_request);
+                }
                 if (c->closing || !connections_.contains(c->id)) return;
             }
             c->mid_frame_since = c->reader.mid_frame() ? (c->mid_frame_since < 0 ? now : c->mid_frame_since) : -1;
@@ -220,7 +227,11 @@ private:
             ++stats_.bad_json;
             return bad_frame(c, nullptr, errc::bad_json, "the frame is not a JSON object");
         }
-        const json id = req.contains("id") ? req["id"] : json(nullptr);
+        json id = req.contains("id") ? req["id"] : json(nullptr);
+        if (!id.is_null() && !id.is_number_unsigned() && !(id.is_string() && id.get_ref<const std::string&>().size() <= 64)) {
+            ++stats_.bad_requests;
+            return bad_frame(c, nullptr, errc::bad_request, "id: an unsigned integer (or a string of at most 64 bytes)");
+        }
         auto t = req.find("type");
         if (t == req.end() || !t->is_string()) {
             ++stats_.bad_requests;
