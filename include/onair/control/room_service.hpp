@@ -197,7 +197,8 @@ private:
                 if (st == frame_reader::status::need_more) break;
                 if (st == frame_reader::status::error) {
                     ++stats_.bad_frames;
-                    return close(c->id, errc::bad_frame);
+                    close(c->id, errc::bad_frame);
+                    return schedule_flush();
                 }
                 ++stats_.frames;
                 try {
@@ -206,9 +207,10 @@ private:
                     // Every field is type-checked before use; this is the last line of defence:
                     // the one connection goes, the service and the room stay.
                     ++stats_.bad_requests;
-                    return close(c->id, errc::bad_request);
+                    close(c->id, errc::bad_request);
+                    return schedule_flush();
                 }
-                if (c->closing || !connections_.contains(c->id)) return;
+                if (c->closing || !connections_.contains(c->id)) return schedule_flush(); // what it said still goes out now
             }
             c->mid_frame_since = c->reader.mid_frame() ? (c->mid_frame_since < 0 ? now : c->mid_frame_since) : -1;
             schedule_flush();
