@@ -136,7 +136,10 @@ public:
 
     /// A login whose token the service has checked. Replies to `id` (the login's request id).
     /// A user already in the room is replaced: the older connection is closed.
-    errc join(session_id s, const std::string& user, std::uint32_t privileges, role r, const json& id, std::int64_t now) {
+    /// `since`: the last chat/gift seq the member has (a reconnect); the history it gets starts
+    /// after it.
+    errc join(session_id s, const std::string& user, std::uint32_t privileges, role r, const json& id, std::int64_t now,
+              std::uint64_t since = 0) {
         if (r == role::host && !(privileges & 2u)) return refuse(s, id, errc::no_privilege, "a host needs the publish privilege");
         if (r == role::cohost) return refuse(s, id, errc::not_allowed, "co-host is reached by invitation");
         // Refusals first: a refused login must not cost the user its existing session.
@@ -166,7 +169,8 @@ public:
         for (const auto& [n, st] : streams_) streams.push_back({{"stream", n}, {"user", st.user}});
         reply["streams"] = std::move(streams);
         json history = json::array();
-        for (const auto& h : history_) history.push_back(h);
+        for (const auto& h : history_)
+            if (h["seq"].get<std::uint64_t>() > since) history.push_back(h);
         reply["history"] = std::move(history);
         json templates = json::array();
         for (const auto& [tid, t] : templates_) templates.push_back(t.to_json());

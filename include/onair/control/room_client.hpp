@@ -37,6 +37,8 @@ struct room_client_config {
     std::string room;
     role login_role = role::audience;
     std::size_t max_frame = 8 * 1024 * 1024; ///< the login reply carries history and lists
+    /// On a reconnect: the last chat/gift seq already seen, so the history starts after it.
+    std::uint64_t since = 0;
 };
 
 /// Callbacks for the service's events, all called on the client's executor. Unset ones
@@ -81,6 +83,7 @@ public:
             s->connected = true;
             s->read();
             json login{{"type", "login"}, {"token", s->cfg.token}, {"room", s->cfg.room}, {"role", role_name(s->cfg.login_role)}};
+            if (s->cfg.since) login["since"] = s->cfg.since;
             s->request(std::move(login), [s, done = std::move(done)](std::error_code e, const json& reply) {
                 if (!e) s->logged_in(reply);
                 if (done) done(e, reply);

@@ -284,7 +284,9 @@ private:
         auto it = rooms_.find(*room_name);
         if (it == rooms_.end()) it = rooms_.emplace(*room_name, std::make_unique<room_slot>(*room_name, cfg_.room, out_, now)).first;
         room_slot& slot = *it->second;
-        if (slot.r.join(c->id, check.claims.user, check.claims.privileges, *r, id, now) != errc::ok) {
+        std::uint64_t since = 0;
+        if (auto sn = req.find("since"); sn != req.end() && sn->is_number_unsigned()) since = sn->get<std::uint64_t>();
+        if (slot.r.join(c->id, check.claims.user, check.claims.privileges, *r, id, now, since) != errc::ok) {
             ++stats_.login_refused;
             note(slot);
             return;

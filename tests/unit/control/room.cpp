@@ -1329,3 +1329,17 @@ TEST_CASE("the room's chat budget refusing a message does not spend the member's
     f.now = 1000; // the room has a token again; ann's own burst is untouched
     CHECK(code(f.ask("ann", "chat", {{"text", "now"}})) == "ok");
 }
+
+TEST_CASE("a member that reconnects with since gets only the history it missed") {
+    fixture f;
+    f.start();
+    REQUIRE(f.join("ann") == errc::ok);
+    for (int i = 0; i < 6; ++i) REQUIRE(code(f.ask("ann", "chat", {{"text", "m" + std::to_string(i)}})) == "ok");
+    f.flush();
+    const session_id s = f.next_session++;
+    REQUIRE(f.r->join(s, "ben", p_all, role::audience, json("rejoin"), f.now, 4) == errc::ok);
+    const json reply = f.find(s, json("rejoin"));
+    REQUIRE(reply["history"].size() == 2);
+    CHECK(reply["history"][0]["seq"] == 5);
+    CHECK(reply["history"][1]["text"] == "m5");
+}
