@@ -103,7 +103,9 @@ struct room_stats {
     std::uint64_t flushes = 0, deliveries = 0; ///< deliveries: frames buffers handed to members
 };
 
-/// Output policy: what a room needs from the service that owns it.
+/// Output policy: what a room needs from the service that owns it. It may also have
+/// deliver(shared_frames, std::vector<session_id>) for broadcasts: each member must get
+/// them in the order they were delivered, after what was sent to it before.
 template <class O>
 concept room_output = requires(O& o, session_id s, const shared_frames& f, errc e, const media_grant& g) {
     o.send(s, f);     // queue `f` on one connection, after what is queued there
@@ -279,14 +281,23 @@ public:
 
     bool has_outbox() const noexcept { return !outbox_.empty(); }
 
-    /// Sends the outbox to every member as one shared buffer.
+    /// Sends the outbox to every member as one shared buffer: through the output's
+    /// deliver(frames, members) when it has one (the service spreads a big room's writes
+    /// over several turns of its loop), else by send() to each.
     void flush() {
         if (outbox_.empty()) return;
         auto frames = std::make_shared<const std::string>(std::move(outbox_));
         outbox_.clear();
         ++stats_.flushes;
-        for (const auto& [s, m] : members_) out_.send(s, frames);
         stats_.deliveries += members_.size();
+        if constexpr (requires(std::vector<session_id> v) { out_.deliver(frames, std::move(v)); }) {
+            std::vector<session_id> to;
+            to.reserve(members_.size());
+            for (const auto& [s, m] : members_) to.push_back(s);
+            out_.deliver(frames, std::move(to));
+        } else {
+            for (const auto& [s, m] : members_) out_.send(s, frames);
+        }
     }
 
 private:

@@ -13,8 +13,10 @@
 // counted in room_service_stats, and none touches another connection.
 //
 // Broadcast fan-out is paced: a room's outbox is flushed at most every
-// members / fanout_writes_per_second seconds, so a busy room of 5000 costs a bounded number
-// of socket writes per second however many messages arrive (they share each write).
+// members / fanout_writes_per_second seconds, and no more often than lets its writes take
+// fanout_share of the thread at their measured cost, so a busy room costs a bounded number
+// of socket writes per second however many messages arrive (they share each write). A
+// flush is written a chunk at a time, so members' requests are read in between.
 #pragma once
 
 #include "onair/control/error.hpp"
@@ -32,6 +34,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -52,7 +55,12 @@ struct room_service_config {
     std::chrono::milliseconds frame_timeout{10'000};
     std::chrono::milliseconds tick{50};
     std::chrono::milliseconds empty_room_linger{60'000};
+    /// Broadcast pacing: a room's outbox is flushed at most every members / this seconds,
+    /// and at least as far apart as fanout_share of the thread allows at the measured cost
+    /// of a write; a flush goes out fanout_chunk writes per turn of the loop.
     double fanout_writes_per_second = 100'000;
+    double fanout_share = 0.6;
+    std::size_t fanout_chunk = 256;
     int bad_frames_before_close = 10;
     /// Publish/play grants and withdrawals, for the media path; called on the service's thread.
     std::function<void(const media_grant&)> on_media;
@@ -116,21 +124,33 @@ public:
     }
 
 private:
+    struct room_slot;
     struct output {
         room_service& svc;
+        room_slot& slot;
         void send(session_id s, const shared_frames& f) { svc.queue(s, f); }
+        void deliver(const shared_frames& f, std::vector<session_id>&& to) { svc.deliver(slot, f, std::move(to)); }
         void close(session_id s, errc e) { svc.close(s, e); }
         std::string make_ticket() { return random_ticket(); }
         void on_media(const media_grant& g) {
             if (svc.cfg_.on_media) svc.cfg_.on_media(g);
         }
     };
+    /// A broadcast on its way: written to `to` from `next` on, a chunk per turn of the loop.
+    struct delivery {
+        shared_frames frames;
+        std::vector<session_id> to;
+        std::size_t next = 0;
+    };
     struct room_slot {
+        output out;
         room<output> r;
+        std::deque<delivery> deliveries;
         std::int64_t last_flush = 0;
         std::int64_t empty_since = 0;
-        bool dirty = false;
-        room_slot(std::string name, const room_config& c, output& o, std::int64_t now) : r(std::move(name), c, o, now) {}
+        bool dirty = false, pumping = false;
+        room_slot(room_service& svc, std::string name, const room_config& c, std::int64_t now)
+            : out{svc, *this}, r(std::move(name), c, out, now) {}
     };
     struct connection {
         explicit connection(asio::any_io_executor ex, std::size_t max_frame) : socket(ex), reader(max_frame) {}
@@ -282,7 +302,7 @@ private:
             return bad_frame(c, id, check.error, std::string(wire_name(check.error)));
         }
         auto it = rooms_.find(*room_name);
-        if (it == rooms_.end()) it = rooms_.emplace(*room_name, std::make_unique<room_slot>(*room_name, cfg_.room, out_, now)).first;
+        if (it == rooms_.end()) it = rooms_.emplace(*room_name, std::make_unique<room_slot>(*this, *room_name, cfg_.room, now)).first;
         room_slot& slot = *it->second;
         std::uint64_t since = 0;
         if (auto sn = req.find("since"); sn != req.end() && sn->is_number_unsigned()) since = sn->get<std::uint64_t>();
@@ -378,8 +398,47 @@ private:
         }
     }
 
+    // The larger of the configured write budget and the measured cost: a flush of this room
+    // may take at most fanout_share of the thread, so reads still get in between.
     std::int64_t flush_interval_ms(const room_slot& slot) const {
-        return static_cast<std::int64_t>(static_cast<double>(slot.r.size()) * 1000.0 / cfg_.fanout_writes_per_second);
+        const double members = static_cast<double>(slot.r.size());
+        const double budget_ms = members * 1000.0 / cfg_.fanout_writes_per_second;
+        const double cost_ms = members * write_cost_us_ / 1000.0 / cfg_.fanout_share;
+        return static_cast<std::int64_t>(std::max(budget_ms, cost_ms));
+    }
+
+    void deliver(room_slot& slot, const shared_frames& f, std::vector<session_id>&& to) {
+        slot.deliveries.push_back({f, std::move(to), 0});
+        if (!slot.pumping) {
+            slot.pumping = true;
+            pump(slot);
+        }
+    }
+
+    // Writes one chunk of the slot's deliveries, then yields to the loop (reads, timers,
+    // other rooms) before the next; measures what a write costs here.
+    void pump(room_slot& slot) {
+        const auto start = std::chrono::steady_clock::now();
+        std::size_t writes = 0;
+        while (writes < cfg_.fanout_chunk && !slot.deliveries.empty()) {
+            delivery& d = slot.deliveries.front();
+            while (writes < cfg_.fanout_chunk && d.next < d.to.size()) {
+                queue(d.to[d.next++], d.frames);
+                ++writes;
+            }
+            if (d.next == d.to.size()) slot.deliveries.pop_front();
+        }
+        if (writes >= 64) {
+            const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / static_cast<double>(writes);
+            write_cost_us_ = write_cost_us_ * 0.8 + us * 0.2;
+        }
+        if (slot.deliveries.empty()) {
+            slot.pumping = false;
+            return;
+        }
+        asio::post(ex_, [this, &slot] {
+            if (running_) pump(slot);
+        });
     }
 
     // Flushes what is due now and arms the timer for the rest; posted, so that every frame
@@ -399,7 +458,10 @@ private:
         std::vector<room_slot*> still;
         for (room_slot* slot : dirty_) {
             const std::int64_t due = slot->last_flush + flush_interval_ms(*slot);
-            if (due <= now) {
+            if (due <= now && slot->pumping) {
+                still.push_back(slot); // the last broadcast is still going out: wait for it
+                next = next < 0 ? now + 5 : std::min(next, now + 5);
+            } else if (due <= now) {
                 slot->dirty = false;
                 slot->last_flush = now;
                 slot->r.flush();
@@ -448,7 +510,7 @@ private:
             note(slot);
             if (!slot.r.empty()) slot.empty_since = 0;
             else if (slot.empty_since == 0) slot.empty_since = now;
-            if (slot.r.empty() && !slot.dirty && now - slot.empty_since > cfg_.empty_room_linger.count()) {
+            if (slot.r.empty() && !slot.dirty && !slot.pumping && now - slot.empty_since > cfg_.empty_room_linger.count()) {
                 it = rooms_.erase(it);
                 continue;
             }
@@ -463,12 +525,12 @@ private:
     asio::steady_timer tick_timer_, flush_timer_;
     std::int64_t epoch_ms_;
     std::chrono::steady_clock::time_point start_;
-    output out_{*this};
     std::unordered_map<session_id, connection_ptr> connections_;
     std::map<std::string, std::unique_ptr<room_slot>> rooms_;
     std::vector<room_slot*> dirty_;
     session_id next_id_ = 0;
     bool running_ = false, flush_posted_ = false, flush_armed_ = false;
+    double write_cost_us_ = 5; ///< measured cost of one socket write (moving average)
     room_service_stats stats_;
 };
 
