@@ -1,0 +1,125 @@
+#include <onair/dispatch/center.hpp>
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+using namespace onair::dispatch;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* secret = "cluster-secret";
+
+/// A relay node's side: signed, numbered messages.
+struct node_client {
+    std::string id;
+    std::uint64_t counter = 0;
+    std::string key = secret;
+    json msg(json body, std::int64_t now) {
+        body["node"] = id;
+        body["counter"] = ++counter;
+        body["ts"] = now;
+        sign(body, key);
+        return body;
+    }
+};
+
+struct fixture {
+    center c{secret};
+    std::map<std::string, node_client> nodes;
+    std::int64_t now = 1'000'000;
+
+    json say(const std::string& id, json body) {
+        auto& n = nodes[id];
+        n.id = id;
+        return c.on_node_message(n.msg(std::move(body), now), now);
+    }
+    void add(const std::string& id) {
+        REQUIRE(say(id, {{"type", "register"}, {"region", "eu"}, {"media", id + ":5000"}, {"control", id + ":6000"}, {"capacity", 100}})["type"] == "reply");
+    }
+    void link(const std::string& a, const std::string& b, double rtt) {
+        REQUIRE(say(a, {{"type", "links"}, {"links", {{{"to", b}, {"rtt_ms", rtt}, {"loss", 0}, {"jitter_ms", 0}}}}})["taken"] == 1);
+    }
+    void triangle() {
+        for (const char* n : {"A", "B", "C"}) add(n);
+        for (auto [a, b, rtt] : {std::tuple{"A", "B", 80.0}, {"A", "C", 20.0}, {"C", "B", 20.0}}) {
+            link(a, b, rtt);
+            link(b, a, rtt);
+        }
+    }
+    void heartbeat(std::initializer_list<const char*> ids) {
+        for (const char* id : ids) REQUIRE(say(id, {{"type", "heartbeat"}, {"load", 10}})["type"] == "reply");
+    }
+};
+
+} // namespace
+
+TEST_CASE("registered nodes, measured links, a route round the slow link") {
+    fixture f;
+    f.triangle();
+    const json r = f.c.route_for("A", "B");
+    REQUIRE(r.is_object());
+    CHECK(r["nodes"] == json::array({"A", "C", "B"}));
+    CHECK(r["hops"][1]["media"] == "C:5000");
+    const json e = f.c.edges("eu", 2);
+    CHECK(e.size() == 2);
+    CHECK(f.c.stats().registered == 3);
+}
+
+TEST_CASE("forged, replayed and unknown-node messages change no route") {
+    fixture f;
+    f.triangle();
+    REQUIRE(f.c.route_for("A", "B")["nodes"] == json::array({"A", "C", "B"}));
+    // A forged registration moving C elsewhere, and a forged report making C-B slow.
+    node_client forger{"C", 1'000, "wrong-secret"};
+    CHECK(f.c.on_node_message(forger.msg({{"type", "register"}, {"region", "x"}, {"media", "evil:1"}, {"control", "evil:2"}, {"capacity", 1}}, f.now), f.now)["code"] == "forged");
+    CHECK(f.c.on_node_message(forger.msg({{"type", "links"}, {"links", {{{"to", "B"}, {"rtt_ms", 5000}, {"loss", 1}, {"jitter_ms", 0}}}}}, f.now), f.now)["code"] == "forged");
+    // A replay of C's own (genuine) last registration.
+    auto& c = f.nodes["C"];
+    c.counter = 0; // what an eavesdropper would resend: an old counter
+    CHECK(f.c.on_node_message(c.msg({{"type", "register"}, {"region", "eu"}, {"media", "evil:1"}, {"control", "C:6000"}, {"capacity", 100}}, f.now), f.now)["code"] == "replayed");
+    // A node nobody registered.
+    CHECK(f.say("Z", {{"type", "links"}, {"links", json::array()}})["code"] == "unknown_node");
+    // A flood of absurd reports from a real node.
+    for (int i = 0; i < 100; ++i) f.say("A", {{"type", "links"}, {"links", {{{"to", "C"}, {"rtt_ms", -5}, {"loss", 0}, {"jitter_ms", 0}}, {{"to", "Q"}, {"rtt_ms", 1}, {"loss", 0}, {"jitter_ms", 0}}}}});
+    CHECK(f.c.stats().links_refused == 200);
+    CHECK(f.c.tick(f.now).empty());
+    CHECK(f.c.route_for("A", "B")["nodes"] == json::array({"A", "C", "B"}));
+    CHECK(f.c.nodes().at("C").media == "C:5000");
+    CHECK(f.c.stats().refused_forged == 2);
+    CHECK(f.c.stats().refused_replayed == 1);
+    CHECK(f.c.stats().refused_unknown == 1);
+}
+
+TEST_CASE("a node that stops heartbeating is taken out and routes go round it; restarted, it serves again") {
+    fixture f;
+    f.triangle();
+    REQUIRE(f.c.route_for("A", "B")["nodes"] == json::array({"A", "C", "B"}));
+    for (int i = 0; i < 2; ++i) {
+        f.now += 1000;
+        f.heartbeat({"A", "B", "C"});
+        CHECK(f.c.tick(f.now).empty());
+    }
+    // C dies: A and B go on.
+    std::vector<route_table::change> moved;
+    for (int i = 0; i < 5 && moved.empty(); ++i) {
+        f.now += 1000;
+        f.heartbeat({"A", "B"});
+        moved = f.c.tick(f.now);
+    }
+    REQUIRE(moved.size() == 1);
+    CHECK(moved[0].after->nodes == std::vector<std::string>{"A", "B"});
+    CHECK(f.c.stats().nodes_expired == 1);
+    CHECK_FALSE(f.c.topo().has_node("C"));
+    CHECK(f.say("C", {{"type", "heartbeat"}, {"load", 1}})["code"] == "unknown_node"); // must register again
+    // C restarts (its counter follows its clock, so it is above anything it sent before).
+    f.nodes["C"].counter = 1'000'000'000;
+    f.add("C");
+    f.link("A", "C", 20);
+    f.link("C", "B", 20);
+    moved = f.c.tick(f.now);
+    REQUIRE(moved.size() == 1);
+    CHECK(moved[0].after->nodes == std::vector<std::string>{"A", "C", "B"});
+}
