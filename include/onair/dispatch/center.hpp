@@ -25,7 +25,7 @@ namespace onair::dispatch {
 
 struct center_config {
     routing_config routing;
-    std::int64_t heartbeat_ms = 1000;
+    std::int64_t heartbeat_ms = 500;
     int missed_heartbeats = 3;
     std::int64_t auth_window_ms = 30'000;
     std::size_t max_links_per_report = 256;
@@ -78,6 +78,16 @@ public:
         }
         if (type == "links") return on_links(node, m, now);
         return error("unknown_type");
+    }
+
+    /// A node's signed acknowledgement of a route change pushed to it (it must be the
+    /// route's player end).
+    bool on_ack(const json& m, std::int64_t now) {
+        if (guard_.check(m, now) != auth_result::ok) {
+            ++stats_.refused_forged;
+            return false;
+        }
+        return m["node"].get<std::string>() == m.value("to", std::string());
     }
 
     /// Up to `count` edges for a client in `region`, best first.
