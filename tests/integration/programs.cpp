@@ -14,7 +14,7 @@ using namespace std::chrono_literals;
 
 TEST_CASE("every program answers --help with its usage and exit code 0") {
     const auto dir = scratch_dir("help");
-    for (const char* p : {"onair-relay", "onair-host", "onair-viewer", "onair-demo", "onair-token", "onair-cohost"}) {
+    for (const char* p : {"onair-relay", "onair-host", "onair-viewer", "onair-demo", "onair-token", "onair-cohost", "onair-dispatch"}) {
         std::string out;
         CHECK(run({bin(p), "--help"}, dir, p, 10s, &out) == 0);
         CHECK(out.find("usage: " + std::string(p)) != std::string::npos);
