@@ -11,6 +11,7 @@
 
 #include <onair/control/media_binding.hpp>
 #include <onair/control/room_service.hpp>
+#include <onair/dispatch/node_agent.hpp>
 #include <onair/relay_node.hpp>
 #include <onair/rtp/sdp.hpp>
 
@@ -23,6 +24,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -62,6 +64,11 @@ int main(int argc, char** argv) {
                       {"control", "IP:PORT", "also run the room service on this TCP address (port 0 picks one); media then needs tickets"},
                       {"secret-file", "FILE", "the tokens' HMAC secret (required with --control)"},
                       {"app", "ID", "application id the tokens must name (default: onair)"},
+                      {"dispatch", "IP:PORT", "join an RTC network: register with this dispatch center, probe peers, report links"},
+                      {"node-id", "ID", "this node's id in the network (required with --dispatch)"},
+                      {"region", "NAME", "this node's region label (default: default)"},
+                      {"cluster-secret-file", "FILE", "the network's secret, which signs node messages (required with --dispatch)"},
+                      {"capacity", "MBPS", "what this node may send, in Mbit/s (default 1000)"},
                       {"seconds", "N", "stop after N seconds (default: run until SIGINT/SIGTERM)"},
                       {"stats-every", "SEC", "print a statistics line every SEC seconds"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
@@ -137,7 +144,51 @@ int main(int argc, char** argv) {
             std::fflush(stdout);
         };
 
+        // The RTC network: the dispatch agent on a thread of its own; the media thread
+        // tells it the forwarded rate (its load) every second.
+        asio::io_context dispatch_io(1);
+        std::unique_ptr<onair::dispatch::node_agent> agent;
+        std::jthread dispatch_thread;
+        asio::steady_timer load_timer(io);
+        std::function<void()> sample_load;
+        std::uint64_t last_bytes = 0;
+        if (cli.has("dispatch")) {
+            if (!cli.has("node-id") || !cli.has("cluster-secret-file")) throw usage_error("--dispatch needs --node-id and --cluster-secret-file");
+            onair::dispatch::node_agent_config ac;
+            ac.node_id = cli.get("node-id");
+            ac.region = cli.get("region", "default");
+            ac.secret = read_file(cli.get("cluster-secret-file"));
+            if (ac.secret.empty()) throw usage_error("--cluster-secret-file: the secret is empty");
+            ac.dispatch = parse_endpoint(cli.get("dispatch"), "--dispatch");
+            ac.media = onair::dispatch::to_address(node.local_endpoint());
+            ac.capacity = cli.number<double>("capacity", 1000, 0.001, 1e9);
+            agent = std::make_unique<onair::dispatch::node_agent>(std::move(ac), dispatch_io,
+                                                                   onair::transport::endpoint(node.local_endpoint().address(), 0));
+            agent->start();
+            dispatch_thread = std::jthread([&] { dispatch_io.run(); });
+            sample_load = [&] {
+                load_timer.expires_after(std::chrono::seconds(1));
+                load_timer.async_wait([&](std::error_code ec) {
+                    if (ec) return;
+                    const std::uint64_t bytes = node.relay().stats().bytes_forwarded;
+                    const double mbps = static_cast<double>(bytes - last_bytes) * 8 / 1e6;
+                    last_bytes = bytes;
+                    asio::post(dispatch_io, [&agent, mbps] { agent->set_load(mbps); });
+                    sample_load();
+                });
+            };
+            sample_load();
+            std::printf("onair-relay: node '%s' joining the network at %s\n", cli.get("node-id").c_str(), cli.get("dispatch").c_str());
+            std::fflush(stdout);
+        }
+
         run_until_stopped(io, seconds, stats_every, report);
+        load_timer.cancel();
+        if (agent) {
+            dispatch_io.stop();
+            dispatch_thread.join();
+            agent->stop();
+        }
         if (rooms) {
             control_io.stop();
             control_thread.join();

@@ -179,3 +179,52 @@ TEST_CASE("the dispatch process routes round slow links and failed nodes, and ig
     REQUIRE(d.wait(10s) == 0);
     CHECK(std::regex_search(d.out(), std::regex("forged=1 replayed=1")));
 }
+
+TEST_CASE("relay processes join the network, measure each other, and one killed is taken out within 2 s") {
+    const auto dir = scratch_dir("dispatch_relays");
+    {
+        std::ofstream(dir / "secret") << secret << "\n";
+    }
+    process d({bin("onair-dispatch"), "--listen", "127.0.0.1:0", "--secret-file", (dir / "secret").string(), "--seconds", "60"}, dir,
+              "dispatch");
+    unsigned short port = 0;
+    REQUIRE(eventually([&] {
+        std::smatch m;
+        const std::string out = d.out();
+        if (std::regex_search(out, m, std::regex("listening on 127\\.0\\.0\\.1:([0-9]+)"))) port = static_cast<unsigned short>(std::stoi(m[1]));
+        return port != 0;
+    }, 10s));
+    const std::string at = "127.0.0.1:" + std::to_string(port);
+    std::map<std::string, std::unique_ptr<process>> relays;
+    for (const char* id : {"A", "B", "C"})
+        relays[id] = std::make_unique<process>(std::vector<std::string>{bin("onair-relay"), "--listen", "127.0.0.1:0", "--dispatch", at,
+                                                                        "--node-id", id, "--region", "eu", "--cluster-secret-file",
+                                                                        (dir / "secret").string(), "--seconds", "60"},
+                                               dir, std::string("relay_") + id);
+    fake_node client("client", udp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    auto edges = [&] {
+        client.send_raw(json{{"type", "edges"}, {"region", "eu"}, {"count", 8}}.dump());
+        auto r = client.read(500ms);
+        return r ? (*r)["edges"] : json::array();
+    };
+    REQUIRE(eventually([&] { return edges().size() == 3; }, 10s));
+    // Every pair measured: a route A -> B exists and is priced by a measured RTT.
+    json route;
+    REQUIRE(eventually([&] {
+        route = query_route(client, "A", "B");
+        return route.is_object();
+    }, 10s));
+    CHECK(route["nodes"] == json::array({"A", "B"})); // loopback: the direct link is cheapest
+    CHECK(route["hops"][1]["media"].get<std::string>().rfind("127.0.0.1:", 0) == 0);
+
+    relays["C"]->signal(SIGKILL);
+    const auto killed = std::chrono::steady_clock::now();
+    REQUIRE(eventually([&] { return edges().size() == 2; }, 5s));
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+    MESSAGE("a killed relay was taken out " << seconds << " s after the kill");
+    CHECK(seconds <= 2.0);
+    for (const char* id : {"A", "B"}) relays[id]->signal(SIGTERM);
+    for (const char* id : {"A", "B"}) CHECK(relays[id]->wait(10s) == 0);
+    d.signal(SIGTERM);
+    CHECK(d.wait(10s) == 0);
+}

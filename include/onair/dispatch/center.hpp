@@ -38,7 +38,7 @@ struct center_stats {
 };
 
 struct node_record {
-    std::string id, region, media, control;
+    std::string id, region, media, control, probe;
     double capacity = 1;
     std::int64_t last_heard = 0;
 };
@@ -144,6 +144,14 @@ private:
         return it != m.end() && it->is_string() && it->get_ref<const std::string&>().size() <= 128 ? it->get_ptr<const std::string*>() : nullptr;
     }
 
+    /// The other nodes in service, for `node` to probe.
+    json peers_of(const std::string& node) const {
+        json peers = json::array();
+        for (const auto& [id, p] : nodes_)
+            if (id != node) peers.push_back({{"node", id}, {"media", p.media}, {"probe", p.probe}});
+        return peers;
+    }
+
     json on_register(const std::string& node, const json& m, std::int64_t now) {
         const auto* region = text(m, "region");
         const auto* media = text(m, "media");
@@ -153,15 +161,13 @@ private:
             ++stats_.refused_malformed;
             return error("malformed");
         }
+        const auto* probe = text(m, "probe");
         node_record& n = nodes_[node];
-        n = {node, *region, *media, *control, cap->get<double>(), now};
+        n = {node, *region, *media, *control, probe ? *probe : std::string(), cap->get<double>(), now};
         const double load = topo_.has_node(node) ? topo_.nodes().at(node).load : 0;
         topo_.upsert_node(node, {*region, n.capacity, load});
         ++stats_.registered;
-        json peers = json::array();
-        for (const auto& [id, p] : nodes_)
-            if (id != node) peers.push_back({{"node", id}, {"media", p.media}});
-        return {{"type", "reply"}, {"heartbeat_ms", cfg_.heartbeat_ms}, {"peers", std::move(peers)}};
+        return {{"type", "reply"}, {"heartbeat_ms", cfg_.heartbeat_ms}, {"peers", peers_of(node)}};
     }
 
     json on_links(const std::string& node, const json& m, std::int64_t now) {
@@ -184,7 +190,7 @@ private:
             }
             ++taken;
         }
-        return {{"type", "reply"}, {"taken", taken}};
+        return {{"type", "reply"}, {"taken", taken}, {"peers", peers_of(node)}};
     }
 
     center_config cfg_;
