@@ -8,6 +8,8 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -134,6 +136,17 @@ inline asio::ip::udp::endpoint parse_endpoint(const std::string& text, const std
 }
 
 /// "WxH" with even, positive dimensions.
+/// The secret in the file given to `option`, without the trailing newline editors and
+/// `echo` add; refuses an unreadable file or an empty secret.
+inline std::string read_secret_file(const std::string& path, const std::string& option) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw usage_error(option + ": cannot read " + path);
+    std::string s{std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    if (s.empty()) throw usage_error(option + ": the secret is empty");
+    return s;
+}
+
 inline std::pair<int, int> parse_size(const std::string& text) {
     const auto x = text.find('x');
     if (x == std::string::npos) throw usage_error("--size: expected WxH, got '" + text + "'");

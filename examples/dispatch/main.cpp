@@ -13,8 +13,6 @@
 #include <asio/io_context.hpp>
 
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 
 using namespace onair_examples;
 
@@ -27,13 +25,8 @@ int main(int argc, char** argv) {
                       {"stats-every", "SEC", "print a statistics line every SEC seconds"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
         const auto listen = parse_endpoint(cli.require("listen"), "--listen");
-        std::ifstream f(cli.require("secret-file"), std::ios::binary);
-        if (!f) throw usage_error("--secret-file: cannot read " + cli.get("secret-file"));
-        std::string secret{std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-        while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-        if (secret.empty()) throw usage_error("--secret-file: the secret is empty");
         onair::dispatch::dispatch_service_config cfg;
-        cfg.secret = secret;
+        cfg.secret = read_secret_file(cli.require("secret-file"), "--secret-file");
         cfg.center.heartbeat_ms = cli.number<std::int64_t>("heartbeat-ms", 500, 50, 60'000);
         const double seconds = cli.number<double>("seconds", 0, 0, 1e9);
         const double stats_every = cli.number<double>("stats-every", 0, 0, 1e6);

@@ -22,7 +22,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <functional>
 #include <memory>
@@ -44,14 +43,6 @@ void write_file_atomically(const std::string& path, const std::string& text) {
         f << text;
     }
     std::filesystem::rename(tmp, path);
-}
-
-std::string read_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw usage_error("cannot read " + path);
-    std::string s{std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    return s;
 }
 
 } // namespace
@@ -114,8 +105,7 @@ int main(int argc, char** argv) {
         std::jthread control_thread;
         if (with_control) {
             onair::control::room_service_config cc;
-            cc.secret = read_file(cli.get("secret-file"));
-            if (cc.secret.empty()) throw usage_error("--secret-file: the secret is empty");
+            cc.secret = read_secret_file(cli.get("secret-file"), "--secret-file");
             cc.app_id = cli.get("app", "onair");
             cc.on_media = onair::control::grant_to(node, io.get_executor());
             const auto ep = parse_endpoint(cli.get("control"), "--control");
@@ -157,8 +147,7 @@ int main(int argc, char** argv) {
             onair::dispatch::node_agent_config ac;
             ac.node_id = cli.get("node-id");
             ac.region = cli.get("region", "default");
-            ac.secret = read_file(cli.get("cluster-secret-file"));
-            if (ac.secret.empty()) throw usage_error("--cluster-secret-file: the secret is empty");
+            ac.secret = read_secret_file(cli.get("cluster-secret-file"), "--cluster-secret-file");
             ac.dispatch = parse_endpoint(cli.get("dispatch"), "--dispatch");
             ac.media = onair::dispatch::to_address(node.local_endpoint());
             ac.capacity = cli.number<double>("capacity", 1000, 0.001, 1e9);

@@ -97,23 +97,28 @@ json query_route(fake_node& client, const std::string& from, const std::string& 
     return (*r)["route"];
 }
 
+/// Starts onair-dispatch on 127.0.0.1:0 with the test's secret; returns it and its port.
+std::pair<std::unique_ptr<process>, unsigned short> start_dispatch(const std::filesystem::path& dir, std::vector<std::string> extra) {
+    std::ofstream(dir / "secret") << secret << "\n";
+    std::vector<std::string> argv{bin("onair-dispatch"), "--listen", "127.0.0.1:0", "--secret-file", (dir / "secret").string(), "--seconds", "60"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto d = std::make_unique<process>(argv, dir, "dispatch");
+    unsigned short port = 0;
+    REQUIRE(eventually([&] {
+        std::smatch m;
+        const std::string out = d->out();
+        if (std::regex_search(out, m, std::regex("listening on 127\\.0\\.0\\.1:([0-9]+)"))) port = static_cast<unsigned short>(std::stoi(m[1]));
+        return port != 0;
+    }, 10s));
+    return {std::move(d), port};
+}
+
 } // namespace
 
 TEST_CASE("the dispatch process routes round slow links and failed nodes, and ignores forgeries") {
     const auto dir = scratch_dir("dispatch");
-    {
-        std::ofstream(dir / "secret") << secret << "\n";
-    }
-    process d({bin("onair-dispatch"), "--listen", "127.0.0.1:0", "--secret-file", (dir / "secret").string(), "--heartbeat-ms", "400",
-               "--seconds", "60"},
-              dir, "dispatch");
-    unsigned short port = 0;
-    REQUIRE(eventually([&] {
-        std::smatch m;
-        const std::string out = d.out();
-        if (std::regex_search(out, m, std::regex("listening on 127\\.0\\.0\\.1:([0-9]+)"))) port = static_cast<unsigned short>(std::stoi(m[1]));
-        return port != 0;
-    }, 10s));
+    auto [dp, port] = start_dispatch(dir, {"--heartbeat-ms", "400"});
+    process& d = *dp;
     const udp::endpoint at(asio::ip::make_address("127.0.0.1"), port);
     fake_node a("A", at), b("B", at), c("C", at), client("client", at);
     for (auto* n : {&a, &b, &c}) n->register_here();
@@ -182,18 +187,8 @@ TEST_CASE("the dispatch process routes round slow links and failed nodes, and ig
 
 TEST_CASE("relay processes join the network, measure each other, and one killed is taken out within 2 s") {
     const auto dir = scratch_dir("dispatch_relays");
-    {
-        std::ofstream(dir / "secret") << secret << "\n";
-    }
-    process d({bin("onair-dispatch"), "--listen", "127.0.0.1:0", "--secret-file", (dir / "secret").string(), "--seconds", "60"}, dir,
-              "dispatch");
-    unsigned short port = 0;
-    REQUIRE(eventually([&] {
-        std::smatch m;
-        const std::string out = d.out();
-        if (std::regex_search(out, m, std::regex("listening on 127\\.0\\.0\\.1:([0-9]+)"))) port = static_cast<unsigned short>(std::stoi(m[1]));
-        return port != 0;
-    }, 10s));
+    auto [dp, port] = start_dispatch(dir, {});
+    process& d = *dp;
     const std::string at = "127.0.0.1:" + std::to_string(port);
     std::map<std::string, std::unique_ptr<process>> relays;
     for (const char* id : {"A", "B", "C"})

@@ -207,7 +207,7 @@ private:
         auto room_for = c->reader.prepare(4096);
         c->socket.async_read_some(asio::buffer(room_for.data(), room_for.size()), [this, c](std::error_code ec, std::size_t n) {
             if (!running_ || c->closing) return;
-            if (ec) return drop(c, "disconnect");
+            if (ec) return abort(c, "disconnect");
             stats_.bytes_in += n;
             c->reader.commit(n);
             const std::int64_t now = now_ms();
@@ -388,7 +388,6 @@ private:
         c->closing = true;
         finish(c, reason);
     }
-    void drop(const connection_ptr& c, std::string_view reason) { abort(c, reason); }
 
     // --- flushing and timers ------------------------------------------------------------
     void note(room_slot& slot) {
