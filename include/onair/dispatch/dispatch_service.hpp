@@ -16,6 +16,7 @@
 
 #include "onair/core/timer.hpp"
 #include "onair/dispatch/center.hpp"
+#include "onair/transport/address.hpp"
 #include "onair/transport/concepts.hpp"
 
 #include <nlohmann/json.hpp>
@@ -29,27 +30,8 @@
 
 namespace onair::dispatch {
 
-/// "IP:PORT" as nodes advertise their addresses; nullopt when it is not one.
-inline std::optional<transport::endpoint> parse_address(const std::string& hostport) {
-    const auto colon = hostport.rfind(':');
-    if (colon == std::string::npos || colon + 1 == hostport.size() || hostport.size() - colon > 6) return std::nullopt;
-    std::error_code ec;
-    std::string host = hostport.substr(0, colon);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    const auto addr = asio::ip::make_address(host, ec);
-    if (ec) return std::nullopt;
-    unsigned port = 0;
-    for (char ch : hostport.substr(colon + 1)) {
-        if (ch < '0' || ch > '9') return std::nullopt;
-        port = port * 10 + static_cast<unsigned>(ch - '0');
-    }
-    if (port == 0 || port > 65535) return std::nullopt;
-    return transport::endpoint(addr, static_cast<unsigned short>(port));
-}
-
-inline std::string to_address(const transport::endpoint& e) {
-    return (e.address().is_v6() ? "[" + e.address().to_string() + "]" : e.address().to_string()) + ":" + std::to_string(e.port());
-}
+using transport::parse_address;
+using transport::to_address;
 
 struct dispatch_service_config {
     std::string secret;

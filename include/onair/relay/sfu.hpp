@@ -110,6 +110,11 @@ public:
         double rtx_allowance = 0;
         clock::time_point rtx_refilled{};
         std::string ticket{}; ///< the play ticket it was admitted with (require_tickets)
+        /// Another relay node pulling the stream (cascade): every encoding as published,
+        /// from the first packet (its own subscribers wait for key frames), with repairs of
+        /// each encoding.
+        bool relay_leg = false;
+        std::array<std::uint16_t, 2> lower_rtx_sequence{}; ///< RTX numbering of the lower encodings (relay legs)
         bool take_rtx_allowance(std::size_t bytes, clock::time_point now) {
             const double per_s = static_cast<double>(leg.target_bps()) / 16.0; // half the estimate, in bytes
             if (rtx_refilled != clock::time_point{})
@@ -117,7 +122,7 @@ public:
             else
                 rtx_allowance = per_s;
             rtx_refilled = now;
-            if (fixed) return true;
+            if (fixed || relay_leg) return true; // inter-node links are not estimated for layers
             if (rtx_allowance < static_cast<double>(bytes)) return false;
             rtx_allowance -= static_cast<double>(bytes);
             return true;
@@ -169,6 +174,8 @@ public:
         std::array<std::unique_ptr<lower_state>, 2> lower{};
         /// Key frame requests sent upstream, per encoding (spatial index).
         std::array<clock::time_point, max_spatial_layers> last_keyframe_requests{};
+        /// The publisher is another relay node (cascade::adopt), not a client here.
+        bool pulled = false;
         /// Encoding index of a video SSRC (the top one is video_encodings() - 1), or -1.
         int spatial_of(std::uint32_t ssrc) const noexcept {
             if (!ssrc) return -1;
@@ -221,12 +228,18 @@ public:
 
     template <class Ctx>
     void on_session(Ctx& ctx, const rtp::session_message& m, const endpoint& from) {
+        on_session(ctx, m, from, false);
+    }
+    /// `trusted`: the caller has admitted the hello itself (a relay leg with the cluster's
+    /// cascade ticket), whatever require_tickets says.
+    template <class Ctx>
+    void on_session(Ctx& ctx, const rtp::session_message& m, const endpoint& from, bool trusted) {
         const auto now = ctx.now();
         if (m.stream.name.empty()) {
             ++stats_.refused_sessions;
             return reply(ctx, from, rtp::session_status::invalid, rtp::stream_description{});
         }
-        if (cfg_.require_tickets && (m.type == rtp::session_type::publish || m.type == rtp::session_type::play) && !ticketed(m)) {
+        if (cfg_.require_tickets && !trusted && (m.type == rtp::session_type::publish || m.type == rtp::session_type::play) && !ticketed(m)) {
             ++stats_.unticketed_sessions;
             rtp::stream_description name_only;
             name_only.name = m.stream.name;
@@ -365,6 +378,59 @@ public:
         std::erase_if(streams_, [](const auto& kv) { return !kv.second.live && kv.second.subscribers.empty(); });
     }
 
+    /// A stream pulled from another relay node: `desc` as that node acknowledged the relay
+    /// leg, `upstream` its media address. Makes the stream live here with `upstream` as its
+    /// publisher; a stream already pulled moves to the new upstream, keeping its caches and
+    /// every subscriber's numbering (the upstream forwards the publisher's numbers), with a
+    /// key frame asked for. False (and nothing changes) when a client publishes it here.
+    template <class Ctx>
+    bool adopt(Ctx& ctx, const rtp::stream_description& desc, const endpoint& upstream) {
+        const auto now = ctx.now();
+        auto& s = streams_[desc.name];
+        if (s.live && !s.pulled) return false;
+        if (desc.name.empty() || !distinct_ssrcs(desc) || claimed_by_other(desc, s)) {
+            ++stats_.refused_sessions;
+            return false;
+        }
+        if (s.live && s.desc == desc && s.publisher != upstream) {
+            s.publisher = upstream;
+            s.upstream.reset();
+            s.audio_upstream.reset();
+            for (auto& l : s.lower)
+                if (l) l->upstream.reset();
+            s.transport_feedback = {};
+            s.last_keyframe_request = {};
+            s.last_keyframe_requests = {};
+            s.last_seen = now;
+            request_keyframe(ctx, s, now);
+            return true;
+        }
+        if (!s.live || s.desc != desc) {
+            rtp::session_message m;
+            m.type = rtp::session_type::publish;
+            m.stream = desc;
+            s.pulled = true;
+            publish(ctx, s, m, upstream);
+        }
+        s.last_seen = now;
+        return true;
+    }
+    /// Ends a pulled stream here (its subscribers wait, as for a publisher gone).
+    void drop(const std::string& name) {
+        auto it = streams_.find(name);
+        if (it != streams_.end() && it->second.live && it->second.pulled) unpublish(it->second);
+    }
+    /// Subscribers of `name` here (0 when there is no such stream).
+    std::size_t subscriber_count(const std::string& name) const {
+        auto it = streams_.find(name);
+        return it == streams_.end() ? 0 : it->second.subscribers.size();
+    }
+    /// Calls f(const stream&) for every stream (live or awaited).
+    template <class F>
+    void for_each_stream(F&& f) const {
+        for (const auto& [name, st] : streams_) f(st);
+    }
+
     const relay_stats& stats() const noexcept { return stats_; }
     const stream* find(const std::string& name) const {
         auto it = streams_.find(name);
@@ -397,8 +463,16 @@ private:
             ++stats_.refused_sessions;
             return reply(ctx, from, rtp::session_status::invalid, m.stream);
         }
-        const bool changed = !s.live || s.desc != m.stream;
-        if (changed) {
+        s.pulled = false;
+        if (!s.live || s.desc != m.stream) publish(ctx, s, m, from);
+        s.last_seen = now;
+        reply(ctx, from, rtp::session_status::ok, s.desc);
+    }
+
+    /// Makes `s` live as `m` describes it, published from `from`.
+    template <class Ctx>
+    void publish(Ctx& ctx, stream& s, const rtp::session_message& m, const endpoint& from) {
+        {
             unindex(s);
             s.desc = m.stream;
             s.format = rtp::video_format_of(s.desc.video_codec);
@@ -421,14 +495,12 @@ private:
                 s.lower[i] = i + 1 < s.desc.video_encodings() ? std::make_unique<stream::lower_state>() : nullptr;
             s.last_keyframe_requests = {};
             for (auto& sub : s.subscribers) {
-                sub.waiting_keyframe = true;
+                sub.waiting_keyframe = !sub.relay_leg;
                 attach_selector(s, sub);
                 if (!sub.fixed) reply(ctx, sub.video_to, rtp::session_status::ok, s.desc);
             }
             if (cfg_.on_stream_live) cfg_.on_stream_live(s.desc);
         }
-        s.last_seen = now;
-        reply(ctx, from, rtp::session_status::ok, s.desc);
     }
 
     template <class Ctx>
@@ -438,10 +510,12 @@ private:
         auto it = std::find_if(s.subscribers.begin(), s.subscribers.end(),
                                [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; });
         if (it == s.subscribers.end()) {
-            s.subscribers.push_back(subscriber{from, from, false, true, now, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false});
-            s.subscribers.back().ticket = m.ticket;
-            if (s.live) attach_selector(s, s.subscribers.back());
-            if (s.live) request_keyframe(ctx, s, now);
+            s.subscribers.push_back(subscriber{from, from, false, !m.relay_leg, now, 0, 0, {}, downlink(cfg_.downlink), 0, nullptr, false});
+            auto& sub = s.subscribers.back();
+            sub.ticket = m.ticket;
+            sub.relay_leg = m.relay_leg;
+            if (s.live) attach_selector(s, sub);
+            if (s.live && !sub.relay_leg) request_keyframe(ctx, s, now);
         } else {
             it->last_seen = now;
         }
@@ -546,7 +620,7 @@ private:
     void attach_selector(const stream& s, subscriber& sub) const {
         sub.rewritten = false;
         sub.selector.reset();
-        if (sub.fixed || !cfg_.select_layers || !s.desc.video_ssrc) return;
+        if (sub.fixed || sub.relay_leg || !cfg_.select_layers || !s.desc.video_ssrc) return;
         if (s.format != rtp::video_format::vp8 && s.format != rtp::video_format::vp9) return;
         sub.selector = std::make_unique<layer_selector>(s.desc.video_ssrc, static_cast<std::uint8_t>(s.desc.video_encodings()),
                                                         static_cast<std::uint8_t>(max_temporal_layers));
@@ -602,7 +676,14 @@ private:
     void forward_lower(Ctx& ctx, stream& s, const rtp::packet_view& p, int spatial) {
         const layered_packet lp = layered_packet_of(s, p, spatial);
         s.layers.add(lp.info.spatial, lp.info.temporal, p.whole.size(), s.last_seen);
+        const std::size_t tseq_offset = rtp::transport_sequence_offset(p);
         for (auto& sub : s.subscribers) {
+            if (sub.relay_leg) { // every encoding, as published
+                send_to(ctx, sub, sub.video_to, p.whole, tseq_offset, s.last_seen);
+                ++stats_.rtp_forwarded;
+                stats_.bytes_forwarded += p.whole.size();
+                continue;
+            }
             if (!sub.selector) continue;
             if (!lp.ok) {
                 ++stats_.layer_unparsed;
@@ -689,7 +770,7 @@ private:
     void probe_legs(Ctx& ctx, stream& s, clock::time_point now) {
         if (!s.desc.video_rtx_ssrc) return; // padding needs a stream of its own
         for (auto& sub : s.subscribers) {
-            if (sub.fixed || sub.waiting_keyframe) continue;
+            if (sub.fixed || sub.relay_leg || sub.waiting_keyframe) continue;
             sub.leg.process(now, [&](std::size_t want, std::uint16_t tseq) -> std::size_t {
                 rtp::header h;
                 h.payload_type = s.desc.video_rtx_pt;
@@ -972,10 +1053,15 @@ private:
         auto it = by_ssrc_.find(nack.media_ssrc);
         if (it == by_ssrc_.end()) return;
         stream& s = *it->second;
-        const bool video = nack.media_ssrc == s.desc.video_ssrc;
-        if (!video && nack.media_ssrc != s.desc.audio_ssrc) return;
         auto sub = std::find_if(s.subscribers.begin(), s.subscribers.end(),
                                 [&](const subscriber& x) { return !x.fixed && x.video_to == from; });
+        if (const int spatial = s.spatial_of(nack.media_ssrc); spatial >= 0 && !s.top(spatial)) {
+            // A lower encoding: only relay legs see those SSRCs.
+            if (sub != s.subscribers.end() && sub->relay_leg) resend_lower(ctx, s, *sub, static_cast<std::size_t>(spatial), nack);
+            return;
+        }
+        const bool video = nack.media_ssrc == s.desc.video_ssrc;
+        if (!video && nack.media_ssrc != s.desc.audio_ssrc) return;
         const std::uint32_t rtx_ssrc = video ? s.desc.video_rtx_ssrc : s.desc.audio_rtx_ssrc;
         if (sub == s.subscribers.end() || rtx_ssrc == 0) return;
         const std::uint8_t rtx_pt = video ? s.desc.video_rtx_pt : s.desc.audio_rtx_pt;
@@ -1024,6 +1110,28 @@ private:
         });
     }
 
+    /// A relay leg's NACK of a lower simulcast encoding: answered from that encoding's
+    /// cache on its own RTX SSRC.
+    template <class Ctx>
+    void resend_lower(Ctx& ctx, stream& s, subscriber& sub, std::size_t spatial, const rtp::rtcp::nack& nack) {
+        if (spatial >= s.lower.size() || !s.lower[spatial] || !s.desc.video_lower_rtx_ssrcs[spatial]) return;
+        const auto now = ctx.now();
+        nack.for_each([&](std::uint16_t seq) {
+            ++stats_.nack_requests;
+            packet_ref original = s.lower[spatial]->cache.take_for_resend(seq, now, clock::duration::zero());
+            if (!original) return;
+            rtp::packet_view p;
+            if (rtp::parse(original.bytes(), p)) return;
+            std::array<std::uint8_t, max_datagram_size> buf;
+            const std::size_t n = qos::write_rtx(p, s.desc.video_lower_rtx_ssrcs[spatial], s.desc.video_rtx_pt,
+                                                 sub.lower_rtx_sequence[spatial]++, buf);
+            if (n == 0) return;
+            send_to(ctx, sub, sub.video_to, rtp::bytes_view(buf.data(), n));
+            ++stats_.retransmissions;
+            stats_.retransmission_bytes += n;
+        });
+    }
+
     /// Requests the holes of the host -> relay leg.
     template <class Ctx>
     void request_upstream(Ctx& ctx, stream& s, qos::nack_generator& holes, std::uint32_t media_ssrc, clock::time_point now) {
@@ -1051,6 +1159,9 @@ private:
         if (it == by_ssrc_.end()) return;
         stream& s = *it->second;
         if (!is_subscriber(s, from)) return;
+        // A relay leg names the encoding it needs a key frame of.
+        if (const int spatial = s.spatial_of(media_ssrc); spatial >= 0 && !s.top(spatial))
+            return request_keyframe(ctx, s, static_cast<std::size_t>(spatial), ctx.now());
         // A selecting subscriber decodes the encoding it is forwarded.
         for (const auto& sub : s.subscribers)
             if (!sub.fixed && sub.video_to == from && sub.selector && sub.selector->started())
@@ -1136,7 +1247,7 @@ private:
     void unpublish(stream& s) {
         unindex(s);
         s.live = false;
-        for (auto& sub : s.subscribers) sub.waiting_keyframe = true;
+        for (auto& sub : s.subscribers) sub.waiting_keyframe = !sub.relay_leg;
     }
 
     static constexpr std::uint32_t relay_ssrc = 0x6f6e6169; // "onai"

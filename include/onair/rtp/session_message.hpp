@@ -11,6 +11,7 @@
 //               | red_pt u8 | fec_ssrc u32 | fec_pt u8 | audio_rtx_ssrc u32 | audio_rtx_pt u8
 //               | simulcast: 2 x (ssrc u32 | rtx_ssrc u32), lowest encoding first
 //               | ticket_len u8 | ticket (from the room service; hellos only)
+//               | flags u8 (bit 0: relay leg) | route_len u8 | route (hellos from a relay)
 //               | zero padding to 32 bits
 // Fields from red_pt on were added later; a shorter message leaves them 0 (none).
 #pragma once
@@ -71,22 +72,32 @@ struct session_message {
     session_status status = session_status::ok;
     std::uint32_t sender_ssrc = 0;
     stream_description stream;
-    /// The grant the room service issued for this publish or play (empty: none).
+    /// The grant the room service issued for this publish or play (empty: none); on a
+    /// relay leg, the cluster's cascade ticket.
     std::string ticket;
+    /// A play from another relay node (cascade): it gets every encoding as published, and
+    /// `route` names the hops further upstream.
+    bool relay_leg = false;
+    /// Upstream hops for a relay leg's play: media addresses "IP:PORT", comma-separated,
+    /// the next one first (empty: the receiving node should have the stream itself).
+    std::string route;
 };
 
 inline constexpr std::uint8_t rtcp_app_type = 204;
 inline constexpr char session_app_name[4] = {'O', 'N', 'A', 'R'};
 inline constexpr std::size_t max_stream_name = 255;
 inline constexpr std::size_t max_ticket = 64;
+inline constexpr std::size_t max_route = 255;
 
 /// Serialises `m` into `out`; returns the size, or 0 when it does not fit or a string
 /// is longer than 255 bytes.
 inline std::size_t write_session_message(const session_message& m, std::span<std::uint8_t> out) noexcept {
     const auto& s = m.stream;
-    if (s.name.size() > max_stream_name || s.video_codec.size() > 255 || s.audio_codec.size() > 255 || m.ticket.size() > max_ticket)
+    if (s.name.size() > max_stream_name || s.video_codec.size() > 255 || s.audio_codec.size() > 255 || m.ticket.size() > max_ticket ||
+        m.route.size() > max_route)
         return 0;
-    const std::size_t data = 4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 16 + 16 + 1 + m.ticket.size();
+    const std::size_t data =
+        4 + 1 + s.name.size() + 10 + 1 + s.video_codec.size() + 1 + s.audio_codec.size() + 16 + 16 + 1 + m.ticket.size() + 2 + m.route.size();
     const std::size_t padded = (data + 3) / 4 * 4;
     const std::size_t total = 12 + padded;
     if (out.size() < total) return 0;
@@ -127,6 +138,10 @@ inline std::size_t write_session_message(const session_message& m, std::span<std
     }
     q[32] = static_cast<std::uint8_t>(m.ticket.size());
     if (!m.ticket.empty()) std::memcpy(q + 33, m.ticket.data(), m.ticket.size());
+    q += 33 + m.ticket.size();
+    q[0] = m.relay_leg ? 1 : 0;
+    q[1] = static_cast<std::uint8_t>(m.route.size());
+    if (!m.route.empty()) std::memcpy(q + 2, m.route.data(), m.route.size());
     return total;
 }
 
@@ -195,6 +210,14 @@ inline std::error_code parse_session_message(bytes_view d, session_message& m) n
         if (n > max_ticket) return errc::bad_payload;
         if (static_cast<std::size_t>(end - q) < 33 + n) return errc::truncated;
         m.ticket.assign(reinterpret_cast<const char*>(q + 33), n);
+        q += 33 + n;
+        if (end - q >= 2) {
+            if (q[0] > 1) return errc::bad_payload;
+            m.relay_leg = q[0] == 1;
+            const std::size_t r = q[1];
+            if (static_cast<std::size_t>(end - q) < 2 + r) return errc::truncated;
+            m.route.assign(reinterpret_cast<const char*>(q + 2), r);
+        }
     }
     return {};
 }

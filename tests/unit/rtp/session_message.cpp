@@ -39,8 +39,9 @@ TEST_CASE("session message: the APP header and every field round-trip") {
     std::array<std::uint8_t, 256> buf{};
     const auto n = rtp::write_session_message(sample(), buf);
     // 12-byte APP header + 4 + (1+3) + 10 + (1+3) + (1+4) + 5 + 1 (RED PT) + 5 (FEC) + 5
-    // (audio RTX) + 16 (simulcast) = 71, padded to 72.
-    REQUIRE(n == 72);
+    // (audio RTX) + 16 (simulcast) + 1 (ticket length) + 2 (flags, route length) = 74,
+    // padded to 76.
+    REQUIRE(n == 76);
     CHECK(buf[44] == 63); // audio RED PT right after the RTX PT
     CHECK(rtp::load_be32(&buf[45]) == 0x99AABBCC);
     CHECK(buf[49] == 118);
@@ -48,7 +49,7 @@ TEST_CASE("session message: the APP header and every field round-trip") {
     CHECK(buf[54] == 98);
     CHECK(buf[0] == (0x80 | 3));              // V=2, subtype 3 = ack
     CHECK(buf[1] == 204);                     // APP
-    CHECK(rtp::load_be16(&buf[2]) == 72 / 4 - 1);
+    CHECK(rtp::load_be16(&buf[2]) == 76 / 4 - 1);
     CHECK(std::string(buf.begin() + 8, buf.begin() + 12) == "ONAR");
     CHECK(rtp::is_rtcp(std::span(buf.data(), n)));
     CHECK(rtp::is_session_message(std::span(buf.data(), n)));
@@ -76,13 +77,13 @@ TEST_CASE("session message: a message without the RED field (the earlier layout)
     REQUIRE_FALSE(static_cast<bool>(rtp::parse_session_message(old, back)));
     CHECK(back.stream.audio_red_pt == 0);
     CHECK(back.stream == m.stream);
-    REQUIRE(n == 72);
+    REQUIRE(n == 76);
 }
 
 TEST_CASE("session message: a message with RED but without FEC and audio RTX (the layout before) reads them as none") {
     auto m = sample();
     std::array<std::uint8_t, 256> buf{};
-    REQUIRE(rtp::write_session_message(m, buf) == 72);
+    REQUIRE(rtp::write_session_message(m, buf) == 76);
     // That layout ended after the RED PT: 45 bytes, padded to 48 with zeros.
     std::vector<std::uint8_t> old(buf.begin(), buf.begin() + 48);
     old[45] = old[46] = old[47] = 0;
@@ -146,7 +147,7 @@ TEST_CASE("session message: simulcast encodings round-trip, and a message withou
     CHECK(m.stream.video_encodings() == 3);
     std::array<std::uint8_t, 256> buf{};
     const auto n = rtp::write_session_message(m, buf);
-    REQUIRE(n == 72);
+    REQUIRE(n == 76);
     CHECK(rtp::load_be32(&buf[55]) == 0x21222324);
     CHECK(rtp::load_be32(&buf[59]) == 0x41424344);
     CHECK(rtp::load_be32(&buf[63]) == 0x31323334);
@@ -167,4 +168,56 @@ TEST_CASE("session message: simulcast encodings round-trip, and a message withou
     // Only the lowest of the two announced: two encodings.
     m.stream.video_lower_ssrcs[1] = 0;
     CHECK(m.stream.video_encodings() == 2);
+}
+
+TEST_CASE("session message: a relay leg's flag and route round-trip; a message without them reads a client's") {
+    auto m = sample();
+    m.type = rtp::session_type::play;
+    m.ticket = "c0123456789abcdef";
+    m.relay_leg = true;
+    m.route = "127.0.0.1:4000,[::1]:5000";
+    std::array<std::uint8_t, 512> buf{};
+    const auto n = rtp::write_session_message(m, buf);
+    REQUIRE(n > 0);
+    rtp::session_message back;
+    REQUIRE_FALSE(static_cast<bool>(rtp::parse_session_message(std::span(buf.data(), n), back)));
+    CHECK(back.relay_leg);
+    CHECK(back.route == m.route);
+    CHECK(back.ticket == m.ticket);
+    CHECK(back.stream == m.stream);
+
+    // The layout before these fields: the message ends after the ticket (plus padding).
+    auto old = m;
+    old.relay_leg = false;
+    old.route.clear();
+    const auto full = rtp::write_session_message(old, buf);
+    // Cut the two new bytes (and re-pad) by shrinking the length field: ticket ends at
+    // full - 2 - padding; every shorter valid layout must read as a client's hello.
+    for (std::size_t cut = 4; cut <= 8; cut += 4) {
+        std::vector<std::uint8_t> shorter(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(full));
+        const std::size_t total = full - cut;
+        rtp::store_be16(&shorter[2], static_cast<std::uint16_t>(total / 4 - 1));
+        shorter.resize(total);
+        rtp::session_message s2;
+        if (!rtp::parse_session_message(shorter, s2)) {
+            CHECK_FALSE(s2.relay_leg);
+            CHECK(s2.route.empty());
+        }
+    }
+
+    // A bad flag byte and a route running past the end are refused; an oversized route is
+    // not written.
+    const auto len = rtp::write_session_message(m, buf);
+    // header 12, version..reserved 4, "cam" 1+3, SSRCs and PTs 10, "VP8" 1+3, "opus" 1+4,
+    // RTX..audio RTX 16, simulcast 16, then the ticket.
+    const std::size_t flags_at = 12 + 4 + 4 + 10 + 4 + 5 + 16 + 16 + 1 + m.ticket.size();
+    std::vector<std::uint8_t> bad(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(len));
+    REQUIRE(bad[flags_at] == 1);
+    bad[flags_at] = 7;
+    CHECK(rtp::parse_session_message(bad, back) == errc::bad_payload);
+    bad[flags_at] = 1;
+    bad[flags_at + 1] = 250;
+    CHECK(rtp::parse_session_message(bad, back) == errc::truncated);
+    m.route.assign(256, 'x');
+    CHECK(rtp::write_session_message(m, buf) == 0);
 }
