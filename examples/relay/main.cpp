@@ -1,6 +1,8 @@
 // onair-relay — a relay node (media server) on one UDP port.
 //
-// Hosts publish to it and viewers play from it with onair's session hellos. With
+// Hosts publish to it and viewers play from it with onair's session hellos. A stream
+// played here that no host publishes here is pulled from another relay node (cascade):
+// along the route the dispatch center gives (--dispatch), or from the hops --pull names. With
 // --control IP:PORT it also runs the room service (rooms, messaging, co-hosting) on TCP,
 // on a thread of its own, and then admits only hellos that carry a ticket the room
 // service granted (publish and play are asked for on the control plane). With
@@ -12,6 +14,7 @@
 #include <onair/control/media_binding.hpp>
 #include <onair/control/room_service.hpp>
 #include <onair/dispatch/node_agent.hpp>
+#include <onair/relay/cascade.hpp>
 #include <onair/relay_node.hpp>
 #include <onair/rtp/sdp.hpp>
 
@@ -58,8 +61,11 @@ int main(int argc, char** argv) {
                       {"dispatch", "IP:PORT", "join an RTC network: register with this dispatch center, probe peers, report links"},
                       {"node-id", "ID", "this node's id in the network (required with --dispatch)"},
                       {"region", "NAME", "this node's region label (default: default)"},
-                      {"cluster-secret-file", "FILE", "the network's secret, which signs node messages (required with --dispatch)"},
+                      {"cluster-secret-file", "FILE", "the network's secret: signs node messages and pulls between nodes (required with --dispatch)"},
                       {"capacity", "MBPS", "what this node may send, in Mbit/s (default 1000)"},
+                      {"via", "NODE=IP:PORT", "reach peer NODE's media at this address instead of the one it advertises", true},
+                      {"probe-via", "NODE=IP:PORT", "probe peer NODE at this address instead of the one it advertises", true},
+                      {"pull", "STREAM=IP:PORT[,IP:PORT...]", "pull STREAM from these relay nodes (the next hop first) when it is played here", true},
                       {"seconds", "N", "stop after N seconds (default: run until SIGINT/SIGTERM)"},
                       {"stats-every", "SEC", "print a statistics line every SEC seconds"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
@@ -79,9 +85,44 @@ int main(int argc, char** argv) {
 
         const bool with_control = cli.has("control");
         if (with_control && !cli.has("secret-file")) throw usage_error("--control needs --secret-file");
+        const bool with_dispatch = cli.has("dispatch");
+        if (with_dispatch && (!cli.has("node-id") || !cli.has("cluster-secret-file")))
+            throw usage_error("--dispatch needs --node-id and --cluster-secret-file");
+        auto node_map = [&](const char* flag) {
+            std::map<std::string, std::string> out;
+            for (const auto& v : cli.all(flag)) {
+                const auto eq = v.find('=');
+                if (eq == std::string::npos || eq == 0 || !onair::transport::parse_address(v.substr(eq + 1)))
+                    throw usage_error(std::string("--") + flag + ": expected NODE=IP:PORT, got '" + v + "'");
+                out[v.substr(0, eq)] = v.substr(eq + 1);
+            }
+            return out;
+        };
+        const auto media_via = node_map("via");
+        const auto probe_via = node_map("probe-via");
 
         asio::io_context io(1);
-        onair::relay::sfu_config rc;
+        asio::io_context dispatch_io(1);
+        std::unique_ptr<onair::dispatch::node_agent> agent;
+        onair::relay::cascade_config cascade_cfg;
+        for (const auto& v : cli.all("pull")) {
+            const auto eq = v.find('=');
+            std::vector<onair::transport::endpoint> hops;
+            if (eq == std::string::npos || eq == 0 || !onair::relay::parse_route(v.substr(eq + 1), hops) || hops.empty())
+                throw usage_error("--pull: expected STREAM=IP:PORT[,IP:PORT...], got '" + v + "'");
+            cascade_cfg.static_routes[v.substr(0, eq)] = std::move(hops);
+        }
+        if (cli.has("cluster-secret-file")) // signs and checks relay legs (pulls between nodes)
+            cascade_cfg.secret = read_secret_file(cli.get("cluster-secret-file"), "--cluster-secret-file");
+        if (with_dispatch) {
+            // Where a stream is: asked of the center by the agent, on its thread.
+            cascade_cfg.on_missing = [&](const std::string& stream) {
+                asio::post(dispatch_io, [&agent, stream] {
+                    if (agent) agent->locate(stream);
+                });
+            };
+        }
+        onair::relay::sfu_config& rc = cascade_cfg.sfu;
         rc.require_tickets = with_control;
         rc.on_stream_live = [&](const onair::rtp::stream_description& d) {
             auto it = forwards.find(d.name);
@@ -91,10 +132,10 @@ int main(int argc, char** argv) {
                         d.video_codec.c_str(), d.audio_codec.c_str(), sdp_path.c_str());
             std::fflush(stdout);
         };
-        onair::relay::sfu policy(std::move(rc));
-        for (const auto& [name, t] : forwards) policy.add_forward(name, t.video, t.audio);
+        onair::relay::cascade policy(std::move(cascade_cfg));
+        for (const auto& [name, t] : forwards) policy.forwarding().add_forward(name, t.video, t.audio);
 
-        onair::relay_node node(std::move(policy), {}, {}, io, listen);
+        onair::basic_relay_node<onair::transport::udp, onair::relay::cascade> node(std::move(policy), {}, {}, io, listen);
         node.start();
         std::printf("onair-relay: listening on %s:%u\n", node.local_endpoint().address().to_string().c_str(),
                     node.local_endpoint().port());
@@ -121,29 +162,31 @@ int main(int argc, char** argv) {
         auto report = [&] {
             const auto& n = node.stats();
             const auto& r = node.relay().stats();
+            const auto& c = node.relay().cascade_counters();
             std::printf("onair-relay: datagrams=%llu rtp=%llu rtcp=%llu malformed=%llu forwarded=%llu bytes_forwarded=%llu "
                         "unknown_stream=%llu unauthorized=%llu unticketed=%llu keyframe_requests=%llu oversized=%llu nack_requests=%llu "
-                        "retransmissions=%llu upstream_nacks=%llu upstream_recovered=%llu streams=%zu\n",
+                        "retransmissions=%llu upstream_nacks=%llu upstream_recovered=%llu streams=%zu pulls=%zu "
+                        "pulls_started=%llu upstream_switches=%llu relay_legs=%llu relay_refused=%llu\n",
                         (unsigned long long)n.datagrams, (unsigned long long)n.rtp, (unsigned long long)n.rtcp,
                         (unsigned long long)n.malformed, (unsigned long long)r.rtp_forwarded,
                         (unsigned long long)r.bytes_forwarded, (unsigned long long)r.unknown_stream,
                         (unsigned long long)r.unauthorized, (unsigned long long)r.unticketed_sessions, (unsigned long long)r.keyframe_requests,
                         (unsigned long long)n.oversized, (unsigned long long)r.nack_requests,
                         (unsigned long long)r.retransmissions, (unsigned long long)r.upstream_nacks,
-                        (unsigned long long)r.upstream_recovered, node.relay().stream_count());
+                        (unsigned long long)r.upstream_recovered, node.relay().stream_count(), node.relay().pull_count(),
+                        (unsigned long long)c.pulls, (unsigned long long)c.upstream_switches, (unsigned long long)c.relay_legs,
+                        (unsigned long long)c.relay_refused);
             std::fflush(stdout);
         };
 
         // The RTC network: the dispatch agent on a thread of its own; the media thread
-        // tells it the forwarded rate (its load) every second.
-        asio::io_context dispatch_io(1);
-        std::unique_ptr<onair::dispatch::node_agent> agent;
+        // tells it the forwarded rate (its load) and the streams published here twice a
+        // second, and takes the routes it locates.
         std::jthread dispatch_thread;
         asio::steady_timer load_timer(io);
         std::function<void()> sample_load;
         std::uint64_t last_bytes = 0;
-        if (cli.has("dispatch")) {
-            if (!cli.has("node-id") || !cli.has("cluster-secret-file")) throw usage_error("--dispatch needs --node-id and --cluster-secret-file");
+        if (with_dispatch) {
             onair::dispatch::node_agent_config ac;
             ac.node_id = cli.get("node-id");
             ac.region = cli.get("region", "default");
@@ -151,23 +194,33 @@ int main(int argc, char** argv) {
             ac.dispatch = parse_endpoint(cli.get("dispatch"), "--dispatch");
             ac.media = onair::dispatch::to_address(node.local_endpoint());
             ac.capacity = cli.number<double>("capacity", 1000, 0.001, 1e9);
+            ac.media_via = media_via;
+            ac.probe_via = probe_via;
+            auto on_pull = [&](const std::string& stream, std::vector<onair::transport::endpoint> hops) {
+                asio::post(io, [&node, stream, hops = std::move(hops)]() mutable { node.relay().set_route(stream, std::move(hops)); });
+            };
             agent = std::make_unique<onair::dispatch::node_agent>(std::move(ac), dispatch_io,
-                                                                   onair::transport::endpoint(node.local_endpoint().address(), 0));
+                                                                   onair::transport::endpoint(node.local_endpoint().address(), 0), on_pull);
             agent->start();
             dispatch_thread = std::jthread([&] { dispatch_io.run(); });
             sample_load = [&] {
-                load_timer.expires_after(std::chrono::seconds(1));
+                load_timer.expires_after(std::chrono::milliseconds(500));
                 load_timer.async_wait([&](std::error_code ec) {
                     if (ec) return;
                     const std::uint64_t bytes = node.relay().stats().bytes_forwarded;
-                    const double mbps = static_cast<double>(bytes - last_bytes) * 8 / 1e6;
+                    const double mbps = static_cast<double>(bytes - last_bytes) * 8 / 1e6 * 2;
                     last_bytes = bytes;
-                    asio::post(dispatch_io, [&agent, mbps] { agent->set_load(mbps); });
+                    asio::post(dispatch_io, [&agent, mbps, streams = node.relay().origin_streams()]() mutable {
+                        agent->set_load(mbps);
+                        agent->set_streams(std::move(streams));
+                    });
                     sample_load();
                 });
             };
             sample_load();
-            std::printf("onair-relay: node '%s' joining the network at %s\n", cli.get("node-id").c_str(), cli.get("dispatch").c_str());
+            std::printf("onair-relay: node '%s' joining the network at %s (control %s, probe %s)\n", cli.get("node-id").c_str(),
+                        cli.get("dispatch").c_str(), onair::dispatch::to_address(agent->control_endpoint()).c_str(),
+                        onair::dispatch::to_address(agent->probe_endpoint()).c_str());
             std::fflush(stdout);
         }
 

@@ -94,6 +94,7 @@ int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint
         .add("rtt_ms", s.rtt_ms)
         .add("freezes", static_cast<double>(s.freezes))
         .add("freeze_ratio", s.freeze_ratio())
+        .add("longest_freeze_ms", s.longest_freeze_s * 1000)
         .add("audio_concealed", static_cast<double>(s.audio_concealed))
         .add("audio_concealment_ratio", s.concealment_ratio())
         .add("audio_fec", static_cast<double>(s.audio_fec))

@@ -80,6 +80,7 @@ struct viewer_stats {
     /// (a stream that ended is not).
     std::uint64_t freezes = 0;
     double frozen_s = 0;                       ///< total length of those gaps
+    double longest_freeze_s = 0;               ///< the longest of them
     double playback_s = 0;                     ///< first rendered video frame to the last (or to the last packet, in an open gap)
     double freeze_ratio() const noexcept { return playback_s > 0 ? frozen_s / playback_s : 0.0; }
     double concealment_ratio() const noexcept {
@@ -214,6 +215,7 @@ public:
             if (open > 0.5) {
                 ++s.freezes;
                 s.frozen_s += open;
+                s.longest_freeze_s = std::max(s.longest_freeze_s, open);
                 s.playback_s += open;
             }
         }
@@ -808,6 +810,7 @@ private:
             if (gap > 0.5) {
                 ++stats_.freezes;
                 stats_.frozen_s += gap;
+                stats_.longest_freeze_s = std::max(stats_.longest_freeze_s, gap);
             }
             stats_.playback_s += gap;
         }

@@ -3,11 +3,13 @@
 //
 // Relay nodes send signed, numbered messages (node_auth.hpp):
 //   register  {node, counter, ts, region, media, control, capacity}   -> in service
-//   heartbeat {node, counter, ts, load}                               -> still there
+//   heartbeat {node, counter, ts, load, streams: [names published there]} -> still there
 //   links     {node, counter, ts, links: [{to, rtt_ms, loss, jitter_ms}]}
 // A node missing `missed_heartbeats` heartbeat intervals is taken out with its links, and
 // the routes through it are recomputed at once. Clients ask for edges (ranked for their
-// region) and relays for routes (publisher's edge -> player's edge). Like room.hpp, this is
+// region) and relays for routes (publisher's edge -> player's edge), or where a stream is
+// published and the route from there (locate). A stream name is held by the first node
+// that reports it until that node stops reporting it or is taken out. Like room.hpp, this is
 // logic without sockets, driven with the caller's milliseconds.
 #pragma once
 
@@ -18,6 +20,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,18 +32,21 @@ struct center_config {
     int missed_heartbeats = 3;
     std::int64_t auth_window_ms = 30'000;
     std::size_t max_links_per_report = 256;
+    std::size_t max_streams_per_node = 512;
 };
 
 struct center_stats {
     std::uint64_t registered = 0, heartbeats = 0, link_reports = 0, links_refused = 0;
     std::uint64_t refused_malformed = 0, refused_forged = 0, refused_stale = 0, refused_replayed = 0, refused_unknown = 0;
     std::uint64_t nodes_expired = 0, reroutes = 0;
+    std::uint64_t streams_refused = 0; ///< reported names that were malformed, too many, or held by another node
 };
 
 struct node_record {
     std::string id, region, media, control, probe;
     double capacity = 1;
     std::int64_t last_heard = 0;
+    std::set<std::string> streams; ///< published there (held by it)
 };
 
 class center {
@@ -74,6 +80,7 @@ public:
         if (type == "heartbeat") {
             ++stats_.heartbeats;
             if (auto l = m.find("load"); l != m.end() && l->is_number() && l->get<double>() >= 0) topo_.set_load(node, l->get<double>());
+            if (auto st = m.find("streams"); st != m.end()) set_streams(it->second, *st);
             return {{"type", "reply"}};
         }
         if (type == "links") return on_links(node, m, now);
@@ -108,12 +115,28 @@ public:
         return route_json(*r);
     }
 
+    /// Where `stream` is published and the route in use from there to node `to`:
+    /// {"stream", "from", "route"} (route null when there is none yet), or an error
+    /// ("not_published", "unknown_node").
+    json locate(const std::string& stream, const std::string& to) {
+        auto holder = publishers_.find(stream);
+        if (holder == publishers_.end()) return error("not_published");
+        if (!nodes_.contains(to)) return error("unknown_node");
+        return {{"type", "reply"}, {"stream", stream}, {"from", holder->second}, {"route", route_for(holder->second, to)}};
+    }
+    /// The node holding `stream` (empty: none).
+    std::string publisher_of(const std::string& stream) const {
+        auto it = publishers_.find(stream);
+        return it == publishers_.end() ? std::string() : it->second;
+    }
+
     /// Timers: expired nodes and links out, routes re-priced; returns the routes that moved.
     std::vector<route_table::change> tick(std::int64_t now) {
         std::vector<std::string> gone;
         for (const auto& [id, n] : nodes_)
             if (now - n.last_heard > cfg_.heartbeat_ms * cfg_.missed_heartbeats) gone.push_back(id);
         for (const auto& id : gone) {
+            for (const auto& st : nodes_.at(id).streams) publishers_.erase(st);
             nodes_.erase(id);
             topo_.remove_node(id);
             ++stats_.nodes_expired;
@@ -163,11 +186,38 @@ private:
         }
         const auto* probe = text(m, "probe");
         node_record& n = nodes_[node];
-        n = {node, *region, *media, *control, probe ? *probe : std::string(), cap->get<double>(), now};
+        for (const auto& st : n.streams) publishers_.erase(st); // a restarted node reports its streams again
+        n = {node, *region, *media, *control, probe ? *probe : std::string(), cap->get<double>(), now, {}};
         const double load = topo_.has_node(node) ? topo_.nodes().at(node).load : 0;
         topo_.upsert_node(node, {*region, n.capacity, load});
         ++stats_.registered;
         return {{"type", "reply"}, {"heartbeat_ms", cfg_.heartbeat_ms}, {"peers", peers_of(node)}};
+    }
+
+    /// A heartbeat's list of the streams published at `n`: names it newly holds are taken
+    /// unless another node holds them; names it no longer lists are freed.
+    void set_streams(node_record& n, const json& list) {
+        if (!list.is_array() || list.size() > cfg_.max_streams_per_node) {
+            ++stats_.streams_refused;
+            return;
+        }
+        std::set<std::string> now;
+        for (const auto& x : list) {
+            if (!x.is_string() || x.get_ref<const std::string&>().empty() || x.get_ref<const std::string&>().size() > 255) {
+                ++stats_.streams_refused;
+                continue;
+            }
+            const auto& name = x.get_ref<const std::string&>();
+            auto [it, fresh] = publishers_.emplace(name, n.id);
+            if (!fresh && it->second != n.id) {
+                ++stats_.streams_refused;
+                continue;
+            }
+            now.insert(name);
+        }
+        for (const auto& old : n.streams)
+            if (!now.contains(old)) publishers_.erase(old);
+        n.streams = std::move(now);
     }
 
     json on_links(const std::string& node, const json& m, std::int64_t now) {
@@ -198,6 +248,7 @@ private:
     topology topo_;
     route_table routes_;
     std::map<std::string, node_record> nodes_;
+    std::map<std::string, std::string> publishers_; ///< stream -> the node holding it
     center_stats stats_;
 };
 

@@ -4,7 +4,8 @@
 //
 // - Node messages (register, heartbeat, links) are signed (node_auth.hpp) and answered with
 //   the center's reply.
-// - Clients ask {"type":"edges","region":R,"count":N} and {"type":"route","from":A,"to":B}.
+// - Clients ask {"type":"edges","region":R,"count":N} and {"type":"route","from":A,"to":B};
+//   relays {"type":"locate","stream":S,"to":B} (where S is published, and the route to B).
 // - Every request may carry an "id", which the answer echoes.
 // - When a route in use moves, the service sends {"type":"route_changed","from","to",
 //   "route"} to the node at the route's player end, signed as node "dispatch". It repeats
@@ -123,6 +124,9 @@ private:
                 const std::string region = m.value("region", std::string());
                 const std::size_t count = std::min<std::size_t>(m.value("count", std::size_t{3}), 16);
                 out = {{"type", "reply"}, {"edges", center_.edges(region, count)}};
+            } else if (type == "locate") {
+                ++stats_.queries;
+                out = center_.locate(m.value("stream", std::string()), m.value("to", std::string()));
             } else if (type == "route") {
                 ++stats_.queries;
                 const json r = center_.route_for(m.value("from", std::string()), m.value("to", std::string()));

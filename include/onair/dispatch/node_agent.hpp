@@ -1,6 +1,8 @@
 // onair — a relay node's side of the dispatch center: it registers, heartbeats with its
-// load, probes the peers the center names and reports what it measures, and takes the
-// route changes the center pushes (acknowledging each).
+// load and the streams published at it, probes the peers the center names and reports what
+// it measures, locates the streams the node must pull, and takes the route changes the
+// center pushes (acknowledging each): a route from a stream's node to this one becomes the
+// hops the node pulls that stream along.
 //
 // Two sockets: the control socket talks to the center (its address is the node's
 // "control" address, where pushes arrive), the prober's socket answers and sends probes
@@ -23,7 +25,9 @@
 #include <array>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <set>
+#include <vector>
 #include <string>
 
 namespace onair::dispatch {
@@ -38,10 +42,15 @@ struct node_agent_config {
     std::chrono::milliseconds heartbeat{500}; ///< the center's answer to the registration overrides it
     std::chrono::milliseconds report{1000};
     probe_config probe{};
+    /// Where to reach a peer instead of the address it advertises (node id -> IP:PORT):
+    /// its media address (what pulls are sent to) and its probe address. For emulated
+    /// inter-node links (onair-netem in front of a peer) and for NAT between nodes.
+    std::map<std::string, std::string> media_via, probe_via;
 };
 
 struct node_agent_stats {
     std::uint64_t registrations = 0, heartbeats = 0, reports = 0, route_changes = 0, refused = 0, malformed = 0;
+    std::uint64_t locates = 0, located = 0, not_published = 0;
     bool registered = false;
 };
 
@@ -49,12 +58,14 @@ struct node_agent_stats {
 class node_agent {
 public:
     using json = nlohmann::json;
-    /// A route change pushed by the center: {"from", "to", "route": {nodes, hops, cost} or null}.
-    using route_handler = std::function<void(const json&)>;
+    /// Where a stream is to be pulled from: the hops from this node towards its publisher's
+    /// node, the next one first (empty: published nowhere, or no route now). Called for each
+    /// locate answered and for each route change of a stream located before.
+    using pull_handler = std::function<void(const std::string& stream, std::vector<transport::endpoint> hops)>;
 
-    node_agent(node_agent_config cfg, asio::io_context& io, const transport::endpoint& local, route_handler on_route = {})
+    node_agent(node_agent_config cfg, asio::io_context& io, const transport::endpoint& local, pull_handler on_pull = {})
         : cfg_(std::move(cfg)), control_(io, local), prober_(cfg_.probe, io, transport::endpoint(local.address(), 0)),
-          timer_(io), on_route_(std::move(on_route)) {}
+          timer_(io), on_pull_(std::move(on_pull)) {}
 
     void start() {
         running_ = true;
@@ -69,6 +80,19 @@ public:
         prober_.stop();
     }
     void set_load(double load) { load_ = load; }
+    /// The streams clients publish at this node (sent with every heartbeat; as many as fit
+    /// a datagram of max_streams_bytes).
+    void set_streams(std::vector<std::string> names) { streams_ = std::move(names); }
+    /// Asks the center where `stream` is published; the answer goes to the pull handler.
+    void locate(const std::string& stream) {
+        const std::uint64_t id = ++query_id_;
+        locating_[id] = stream;
+        if (locating_.size() > 1024) locating_.erase(locating_.begin()); // unanswered ones
+        const std::string s = json{{"type", "locate"}, {"stream", stream}, {"to", cfg_.node_id}, {"id", id}}.dump();
+        control_.send_to(asio::buffer(s.data(), s.size()), cfg_.dispatch);
+        ++stats_.locates;
+    }
+    static constexpr std::size_t max_streams_bytes = 12 * 1024;
 
     transport::endpoint control_endpoint() const { return control_.local_endpoint(); }
     transport::endpoint probe_endpoint() const { return prober_.local_endpoint(); }
@@ -92,7 +116,14 @@ private:
             send({{"type", "register"}, {"region", cfg_.region}, {"media", cfg_.media}, {"control", to_address(control_endpoint())},
                   {"probe", to_address(probe_endpoint())}, {"capacity", cfg_.capacity}});
         } else {
-            send({{"type", "heartbeat"}, {"load", load_}});
+            json names = json::array();
+            std::size_t bytes = 0;
+            for (const auto& n : streams_) {
+                bytes += n.size() + 3;
+                if (bytes > max_streams_bytes) break;
+                names.push_back(n);
+            }
+            send({{"type", "heartbeat"}, {"load", load_}, {"streams", std::move(names)}});
             if (now - last_report_ >= cfg_.report) {
                 last_report_ = now;
                 json links = json::array();
@@ -132,7 +163,31 @@ private:
             }
             send({{"type", "ack"}, {"from", m.value("from", std::string())}, {"to", m.value("to", std::string())}});
             ++stats_.route_changes;
-            if (on_route_) on_route_(m);
+            const std::string from = m.value("from", std::string());
+            if (m.value("to", std::string()) != cfg_.node_id) return;
+            const auto route = m.find("route");
+            const auto hops = route == m.end() ? std::vector<transport::endpoint>{} : hops_of(*route);
+            for (const auto& [stream, origin] : pulled_)
+                if (origin == from && on_pull_) on_pull_(stream, hops);
+            return;
+        }
+        if (auto id = m.find("id"); id != m.end() && id->is_number_unsigned()) {
+            // The answer to a locate.
+            auto q = locating_.find(id->get<std::uint64_t>());
+            if (q == locating_.end()) return;
+            const std::string stream = q->second;
+            locating_.erase(q);
+            std::vector<transport::endpoint> hops;
+            if (type == "reply" && m.value("stream", std::string()) == stream && m.contains("from") && m["from"].is_string()) {
+                ++stats_.located;
+                pulled_[stream] = m["from"].get<std::string>();
+                if (pulled_.size() > 4096) pulled_.erase(pulled_.begin());
+                if (auto r = m.find("route"); r != m.end()) hops = hops_of(*r);
+            } else {
+                ++stats_.not_published;
+                pulled_.erase(stream);
+            }
+            if (on_pull_) on_pull_(stream, std::move(hops));
             return;
         }
         if (type == "error") {
@@ -154,12 +209,32 @@ private:
         if (auto p = m.find("peers"); p != m.end() && p->is_array()) update_peers(*p);
     }
 
+    /// A route {nodes, hops: [{node, media}]} ending here, as the hops to pull along: the
+    /// nodes before this one, nearest first, at their media addresses (or media_via).
+    std::vector<transport::endpoint> hops_of(const json& route) const {
+        std::vector<transport::endpoint> out;
+        if (!route.is_object() || !route.contains("hops") || !route["hops"].is_array()) return out;
+        const auto& hops = route["hops"];
+        if (hops.empty() || !hops.back().is_object() || hops.back().value("node", std::string()) != cfg_.node_id) return out;
+        for (std::size_t i = hops.size() - 1; i-- > 0;) {
+            const auto& h = hops[i];
+            if (!h.is_object()) return {};
+            const std::string id = h.value("node", std::string());
+            auto via = cfg_.media_via.find(id);
+            const auto at = parse_address(via != cfg_.media_via.end() ? via->second : h.value("media", std::string()));
+            if (!at) return {};
+            out.push_back(*at);
+        }
+        return out;
+    }
+
     void update_peers(const json& peers) {
         std::set<std::string> now;
         for (const auto& p : peers) {
             if (!p.is_object()) continue;
             const std::string id = p.value("node", std::string());
-            const auto at = parse_address(p.value("probe", std::string()));
+            auto via = cfg_.probe_via.find(id);
+            const auto at = parse_address(via != cfg_.probe_via.end() ? via->second : p.value("probe", std::string()));
             if (id.empty() || !at) continue;
             now.insert(id);
             if (!peers_.contains(id)) prober_.add_peer(id, *at);
@@ -173,7 +248,11 @@ private:
     transport::udp control_;
     prober<transport::udp> prober_;
     asio::steady_timer timer_;
-    route_handler on_route_;
+    pull_handler on_pull_;
+    std::vector<std::string> streams_;
+    std::map<std::uint64_t, std::string> locating_;  ///< locate queries in flight, by id
+    std::map<std::string, std::string> pulled_;      ///< stream -> the node it was located at
+    std::uint64_t query_id_ = 0;
     message_guard center_guard_{cfg_.secret};
     std::chrono::milliseconds heartbeat_{cfg_.heartbeat};
     std::chrono::steady_clock::time_point last_report_{};

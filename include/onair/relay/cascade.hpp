@@ -22,8 +22,9 @@
 // asked for). A pulled stream nobody watches for idle_timeout is released.
 //
 // Relay legs are admitted with a cascade ticket: HMAC-SHA256 of the stream name and the
-// minute, keyed with the cluster's secret (previous and next minute accepted too). Without
-// a secret relay legs are accepted like any play.
+// minute, keyed with the cluster's secret (previous and next minute accepted too); they
+// need no room ticket. Without a secret a relay leg is admitted like any play (a node that
+// requires tickets then refuses it).
 #pragma once
 
 #include "onair/control/token.hpp"
@@ -177,7 +178,8 @@ public:
                 if (!parse_route(m.route, hops)) ++stats_.bad_routes;
                 else if (!hops.empty() && !working(m.stream.name, ctx.now())) set_route(m.stream.name, std::move(hops));
             }
-            return sfu_.on_session(ctx, m, from, true);
+            // Without a cluster secret a relay leg is just a play: tickets apply if required.
+            return sfu_.on_session(ctx, m, from, !cfg_.secret.empty());
         }
         if (m.type == rtp::session_type::play && !m.stream.name.empty() && !published_here(m.stream.name)) want(m.stream.name);
         sfu_.on_session(ctx, m, from);

@@ -123,3 +123,45 @@ TEST_CASE("a node that stops heartbeating is taken out and routes go round it; r
     REQUIRE(moved.size() == 1);
     CHECK(moved[0].after->nodes == std::vector<std::string>{"A", "C", "B"});
 }
+
+TEST_CASE("streams reported in heartbeats are located with the route from their node") {
+    fixture f;
+    f.triangle();
+    CHECK(f.c.locate("cam", "B")["code"] == "not_published");
+    REQUIRE(f.say("A", {{"type", "heartbeat"}, {"load", 1}, {"streams", {"cam", "room/host"}}})["type"] == "reply");
+    auto r = f.c.locate("cam", "B");
+    REQUIRE(r["type"] == "reply");
+    CHECK(r["from"] == "A");
+    CHECK(r["route"]["nodes"] == json({"A", "C", "B"}));
+    CHECK(r["route"]["hops"][1]["media"] == "C:5000");
+    CHECK(f.c.locate("cam", "A")["route"]["nodes"] == json({"A"}));
+    CHECK(f.c.locate("cam", "nowhere")["code"] == "unknown_node");
+
+    // A second node claiming the name does not take it; the holder dropping it frees it.
+    REQUIRE(f.say("C", {{"type", "heartbeat"}, {"load", 1}, {"streams", {"cam"}}})["type"] == "reply");
+    CHECK(f.c.publisher_of("cam") == "A");
+    CHECK(f.c.stats().streams_refused == 1);
+    REQUIRE(f.say("A", {{"type", "heartbeat"}, {"load", 1}, {"streams", {"room/host"}}})["type"] == "reply");
+    CHECK(f.c.publisher_of("cam").empty());
+    REQUIRE(f.say("C", {{"type", "heartbeat"}, {"load", 1}, {"streams", {"cam"}}})["type"] == "reply");
+    CHECK(f.c.publisher_of("cam") == "C");
+
+    // Malformed lists change nothing; a node taken out frees what it held.
+    const auto refused = f.c.stats().streams_refused;
+    REQUIRE(f.say("C", {{"type", "heartbeat"}, {"load", 1}, {"streams", "cam"}})["type"] == "reply");
+    REQUIRE(f.say("C", {{"type", "heartbeat"}, {"load", 1}, {"streams", {1, "", std::string(300, 'x'), "cam"}}})["type"] == "reply");
+    CHECK(f.c.stats().streams_refused == refused + 4);
+    CHECK(f.c.publisher_of("cam") == "C");
+    json many = json::array();
+    for (int i = 0; i < 600; ++i) many.push_back("s" + std::to_string(i));
+    REQUIRE(f.say("C", {{"type", "heartbeat"}, {"load", 1}, {"streams", many}})["type"] == "reply");
+    CHECK(f.c.publisher_of("s1").empty());
+    f.now += 2000;
+    f.heartbeat({"A", "B"});
+    f.c.tick(f.now);
+    CHECK(f.c.publisher_of("cam").empty());
+    CHECK(f.c.publisher_of("room/host") == "A");
+    // A node registering again reports afresh: what it held is freed until it does.
+    f.add("A");
+    CHECK(f.c.publisher_of("room/host").empty());
+}
