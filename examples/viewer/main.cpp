@@ -1,5 +1,7 @@
 // onair-viewer — plays a stream from a relay node and records what it rendered:
 // DIR/video.y4m, DIR/audio.wav and DIR/stats.json (frames, latency, bytes, bitrate).
+// With --dispatch instead of --relay it asks the RTC network's dispatch center for edges,
+// probes them, plays from the best and moves to the next when that one fails.
 #include "common/cli.hpp"
 #include "common/room_session.hpp"
 #include "common/json.hpp"
@@ -8,6 +10,7 @@
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
 #include <onair/codec/vp9.hpp>
+#include <onair/dispatch/edge_selector.hpp>
 #include <onair/query_stream.hpp>
 #include <onair/sink/tee.hpp>
 #include <onair/sink/wav_writer.hpp>
@@ -27,14 +30,15 @@ using namespace onair_examples;
 namespace {
 
 template <class Video>
-int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint& relay, const std::string& stream, const std::string& ticket,
-         const std::filesystem::path& out, double seconds, double stats_every) {
+int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint& relay, std::vector<asio::ip::udp::endpoint> fallbacks,
+         const std::string& stream, const std::string& ticket, const std::filesystem::path& out, double seconds, double stats_every) {
     using sink_type = onair::sink::tee<onair::sink::y4m_writer, onair::sink::wav_writer>;
     using viewer_type = onair::basic_viewer<onair::codec::av<Video, onair::codec::opus>, onair::transport::udp, sink_type>;
     typename viewer_type::config cfg;
     cfg.relay = relay;
     cfg.stream = stream;
     cfg.ticket = ticket;
+    cfg.fallback_relays = std::move(fallbacks);
     const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
     viewer_type viewer(cfg, sink_type(onair::sink::y4m_writer(out / "video.y4m"), onair::sink::wav_writer(out / "audio.wav")),
                        io, local);
@@ -44,12 +48,13 @@ int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint
         const auto s = viewer.stats();
         std::printf("onair-viewer: t=%.1fs frames=%llu audio_frames=%llu packets=%llu bytes=%llu latency_p50=%.1fms "
                     "decode_errors=%llu missing=%llu recovered=%llu lost=%llu rtt=%.1fms freeze_ratio=%.3f "
-                    "concealment=%.3f jitter_buffer=%.0fms av_offset_p50=%.0fms\n",
+                    "concealment=%.3f jitter_buffer=%.0fms av_offset_p50=%.0fms relay_moves=%llu\n",
                     s.elapsed_s, (unsigned long long)s.video_frames, (unsigned long long)s.audio_frames,
                     (unsigned long long)s.packets, (unsigned long long)s.bytes, s.latency_ms.percentile(50),
                     (unsigned long long)s.decode_errors, (unsigned long long)s.video_packets_missing,
                     (unsigned long long)s.video_packets_recovered, (unsigned long long)s.video_packets_lost, s.rtt_ms,
-                    s.freeze_ratio(), s.concealment_ratio(), s.audio_current_delay_ms, s.av_offset_ms.percentile(50));
+                    s.freeze_ratio(), s.concealment_ratio(), s.audio_current_delay_ms, s.av_offset_ms.percentile(50),
+                    (unsigned long long)s.relay_moves);
         std::fflush(stdout);
     };
     run_until_stopped(io, seconds, stats_every, print_line);
@@ -95,6 +100,7 @@ int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint
         .add("freezes", static_cast<double>(s.freezes))
         .add("freeze_ratio", s.freeze_ratio())
         .add("longest_freeze_ms", s.longest_freeze_s * 1000)
+        .add("relay_moves", static_cast<double>(s.relay_moves))
         .add("audio_concealed", static_cast<double>(s.audio_concealed))
         .add("audio_concealment_ratio", s.concealment_ratio())
         .add("audio_fec", static_cast<double>(s.audio_fec))
@@ -116,7 +122,9 @@ int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint
 
 int main(int argc, char** argv) {
     command_line cli("onair-viewer", "plays a stream from a relay node into files",
-                     {{"relay", "IP:PORT", "relay node to play from (required)"},
+                     {{"relay", "IP:PORT", "relay node to play from (this or --dispatch)"},
+                      {"dispatch", "IP:PORT", "RTC network: ask this dispatch center for edges, play from the best, fail over to the next"},
+                      {"region", "NAME", "this viewer's region, for the edges the center ranks (default: default)"},
                       {"stream", "NAME", "stream name (required)"},
                       {"out", "DIR", "directory for video.y4m, audio.wav and stats.json (required)"},
                       {"seconds", "N", "how long to play (default 10)"},
@@ -126,7 +134,10 @@ int main(int argc, char** argv) {
                       {"room", "NAME", "room to play in"},
                       {"role", "host|audience", "login role (default audience)"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
-        const auto relay = parse_endpoint(cli.require("relay"), "--relay");
+        if (cli.has("relay") == cli.has("dispatch")) throw usage_error("give exactly one of --relay and --dispatch");
+        std::optional<asio::ip::udp::endpoint> chosen;
+        std::vector<asio::ip::udp::endpoint> fallbacks;
+        if (cli.has("relay")) chosen = parse_endpoint(cli.get("relay"), "--relay");
         const std::string stream = cli.require("stream");
         const std::filesystem::path out = cli.require("out");
         const double seconds = cli.number<double>("seconds", 10, 0.1, 1e7);
@@ -136,6 +147,30 @@ int main(int argc, char** argv) {
         // With --control the room service names the stream on the media path and grants the
         // ticket; its session stays open on `io` while the viewer plays.
         asio::io_context io(1);
+        if (cli.has("dispatch")) {
+            onair::dispatch::edge_selector_config ec;
+            ec.dispatch = parse_endpoint(cli.get("dispatch"), "--dispatch");
+            ec.region = cli.get("region", "default");
+            onair::dispatch::edge_selector selector(ec, io);
+            std::error_code failed;
+            std::vector<onair::dispatch::edge_candidate> edges;
+            selector.async_select([&](std::error_code e, std::vector<onair::dispatch::edge_candidate> c) {
+                failed = e;
+                edges = std::move(c);
+            });
+            io.run();
+            io.restart();
+            if (failed || edges.empty())
+                throw std::runtime_error("no edge from the dispatch center: " + (failed ? failed.message() : std::string("none in service")));
+            chosen = edges.front().media;
+            for (std::size_t i = 1; i < edges.size(); ++i) fallbacks.push_back(edges[i].media);
+            std::printf("onair-viewer: edge %s at %s (rtt %.2f ms)", edges.front().node.c_str(),
+                        onair::transport::to_address(edges.front().media).c_str(), edges.front().rtt_ms);
+            for (std::size_t i = 1; i < edges.size(); ++i) std::printf(", then %s", edges[i].node.c_str());
+            std::printf("\n");
+            std::fflush(stdout);
+        }
+        const auto relay = *chosen;
         room_session room(cli, io, "audience");
         std::string media_stream = stream, ticket;
         if (room.active()) {
@@ -150,8 +185,10 @@ int main(int argc, char** argv) {
             return 1;
         }
         const double left = seconds - std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        if (desc->video_codec == "VP8") return play<onair::codec::vp8>(io, room, relay, media_stream, ticket, out, std::max(left, 0.1), stats_every);
-        if (desc->video_codec == "VP9") return play<onair::codec::vp9>(io, room, relay, media_stream, ticket, out, std::max(left, 0.1), stats_every);
+        if (desc->video_codec == "VP8")
+            return play<onair::codec::vp8>(io, room, relay, fallbacks, media_stream, ticket, out, std::max(left, 0.1), stats_every);
+        if (desc->video_codec == "VP9")
+            return play<onair::codec::vp9>(io, room, relay, fallbacks, media_stream, ticket, out, std::max(left, 0.1), stats_every);
         std::fprintf(stderr, "onair-viewer: stream '%s' uses video codec '%s', which this viewer cannot decode\n",
                      stream.c_str(), desc->video_codec.c_str());
         return 1;

@@ -81,6 +81,7 @@ struct viewer_stats {
     std::uint64_t freezes = 0;
     double frozen_s = 0;                       ///< total length of those gaps
     double longest_freeze_s = 0;               ///< the longest of them
+    std::uint64_t relay_moves = 0;             ///< moves to a fallback relay (failover)
     double playback_s = 0;                     ///< first rendered video frame to the last (or to the last packet, in an open gap)
     double freeze_ratio() const noexcept { return playback_s > 0 ? frozen_s / playback_s : 0.0; }
     double concealment_ratio() const noexcept {
@@ -159,6 +160,11 @@ public:
         qos::audio_jitter_config audio_buffer{};
         qos::lip_sync_config sync{};
         bool lip_sync = true;
+        /// Other edges to play from, best first (dispatch::edge_selector): when nothing has
+        /// come from the relay for failover_after, the viewer moves to the next one (the
+        /// failed one goes to the end of the list) and goes on from its first key frame.
+        std::vector<transport::endpoint> fallback_relays{};
+        std::chrono::milliseconds failover_after{1200};
     };
 
     template <class... Args>
@@ -176,6 +182,7 @@ public:
         if (auto ec = vdec_.open()) return ec;
         if (auto ec = adec_.open()) return ec;
         running_ = true;
+        last_heard_ = std::chrono::steady_clock::now(); // the first relay gets failover_after to answer
         receive();
         send_hello(rtp::session_type::play);
         arm_hello();
@@ -225,8 +232,26 @@ public:
 
     Transport& transport() noexcept { return transport_; }
     Sink& sink() noexcept { return sink_; }
+    /// The relay played from now (on the network thread).
+    const transport::endpoint& relay() const noexcept { return cfg_.relay; }
 
 private:
+    /// Failover: the relay has been silent for failover_after; the next one is asked.
+    void check_relay(std::chrono::steady_clock::time_point t) {
+        if (cfg_.fallback_relays.empty() || t - last_heard_ < cfg_.failover_after) return;
+        send_hello(rtp::session_type::leave); // in case it is only unreachable one way
+        cfg_.fallback_relays.push_back(cfg_.relay);
+        cfg_.relay = cfg_.fallback_relays.front();
+        cfg_.fallback_relays.erase(cfg_.fallback_relays.begin());
+        last_heard_ = t;
+        moved_ = true;
+        {
+            std::lock_guard lock(mu_);
+            ++stats_.relay_moves;
+        }
+        send_hello(rtp::session_type::play);
+    }
+
     void send_hello(rtp::session_type type) {
         rtp::session_message m;
         m.type = type;
@@ -250,7 +275,10 @@ private:
     void receive() {
         transport_.async_receive_from(asio::buffer(rx_), rx_from_, [this](std::error_code ec, std::size_t n) {
             if (ec == asio::error::operation_aborted || !running_) return;
-            if (!ec && rx_from_ == cfg_.relay) on_datagram(rtp::bytes_view(rx_.data(), n));
+            if (!ec && rx_from_ == cfg_.relay) {
+                last_heard_ = std::chrono::steady_clock::now();
+                on_datagram(rtp::bytes_view(rx_.data(), n));
+            }
             receive();
         });
     }
@@ -686,6 +714,7 @@ private:
         nack_timer_.async_wait([this](std::error_code ec) {
             if (ec || !running_) return;
             send_nacks();
+            check_relay(std::chrono::steady_clock::now());
             arm_nack();
         });
     }
@@ -744,7 +773,9 @@ private:
         if (rtp::parse_session_message(d, m) || m.type != rtp::session_type::ack || m.stream.name != cfg_.stream) return;
         if (m.status != rtp::session_status::ok) return;
         std::lock_guard lock(mu_);
-        if (live_ && m.stream == desc_) return;
+        // After a move the new relay's numbering is its own: start over, as for a new stream.
+        if (live_ && m.stream == desc_ && !moved_) return;
+        moved_ = false;
         if (m.stream.video_ssrc && m.stream.video_codec != video_codec::encoding_name) return; // not ours to decode
         if (m.stream.audio_ssrc && m.stream.audio_codec != audio_codec::encoding_name) return;
         const bool first = !live_;
@@ -935,6 +966,8 @@ private:
     std::optional<double> audio_latency_; // under mu_
     std::optional<std::chrono::steady_clock::time_point> last_render_; // under mu_
     std::atomic<std::chrono::steady_clock::rep> last_video_packet_{0}; ///< arrival of the newest video packet
+    std::chrono::steady_clock::time_point last_heard_{}; ///< the newest datagram from the relay (network thread)
+    bool moved_ = false; ///< moved to another relay; its first acknowledgement resets reception
     // Shared, under mu_.
     mutable std::mutex mu_;
     rtp::stream_description desc_;

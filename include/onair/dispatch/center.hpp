@@ -102,7 +102,7 @@ public:
         json out = json::array();
         for (const auto& id : topo_.rank_edges(region, count)) {
             const auto& n = nodes_.at(id);
-            out.push_back({{"node", id}, {"region", n.region}, {"media", n.media}, {"control", n.control},
+            out.push_back({{"node", id}, {"region", n.region}, {"media", n.media}, {"control", n.control}, {"probe", n.probe},
                            {"load", topo_.nodes().at(id).load_share()}});
         }
         return out;
@@ -122,7 +122,8 @@ public:
         auto holder = publishers_.find(stream);
         if (holder == publishers_.end()) return error("not_published");
         if (!nodes_.contains(to)) return error("unknown_node");
-        return {{"type", "reply"}, {"stream", stream}, {"from", holder->second}, {"route", route_for(holder->second, to)}};
+        auto r = routes_.get_or_direct(topo_, holder->second, to);
+        return {{"type", "reply"}, {"stream", stream}, {"from", holder->second}, {"route", r ? route_json(*r) : json(nullptr)}};
     }
     /// The node holding `stream` (empty: none).
     std::string publisher_of(const std::string& stream) const {
@@ -153,7 +154,9 @@ public:
             auto it = nodes_.find(id);
             hops.push_back({{"node", id}, {"media", it == nodes_.end() ? "" : it->second.media}});
         }
-        return {{"nodes", r.nodes}, {"hops", std::move(hops)}, {"cost", r.cost}};
+        json out{{"nodes", r.nodes}, {"hops", std::move(hops)}, {"cost", r.assumed ? json(nullptr) : json(r.cost)}};
+        if (r.assumed) out["assumed"] = true;
+        return out;
     }
 
     const topology& topo() const noexcept { return topo_; }

@@ -54,6 +54,9 @@ struct node_state {
 struct route {
     std::vector<std::string> nodes; ///< from the publisher's edge to the player's edge
     double cost = 0;
+    /// Not measured yet: the direct link between two nodes in service, taken until probes
+    /// measure a way (nodes in service reach each other).
+    bool assumed = false;
     friend bool operator==(const route&, const route&) = default;
 };
 
@@ -216,6 +219,15 @@ public:
         if (r) routes_[key] = *r;
         return r;
     }
+    /// The same, but when nothing is measured between two nodes in service yet, the direct
+    /// link, assumed: kept until a measured route exists (then it moves, as any route).
+    std::optional<route> get_or_direct(const topology& t, const std::string& from, const std::string& to) {
+        if (auto r = get(t, from, to)) return r;
+        if (!t.has_node(from) || !t.has_node(to)) return std::nullopt;
+        route r{from == to ? std::vector<std::string>{from} : std::vector<std::string>{from, to}, topology::infinity, true};
+        routes_[{from, to}] = r;
+        return r;
+    }
     void forget(const std::string& from, const std::string& to) { routes_.erase({from, to}); }
 
     /// Re-prices every route in use and returns those that moved (or broke with no way round).
@@ -226,6 +238,14 @@ public:
             const double now_cost = t.cost_of(it->second);
             auto best = t.best_route(from, to);
             const bool broken = now_cost == topology::infinity;
+            if (it->second.assumed && t.has_node(from) && t.has_node(to)) {
+                if (best) { // measured at last
+                    out.push_back({from, to, it->second, *best});
+                    it->second = *best;
+                }
+                ++it;
+                continue;
+            }
             if (!best) {
                 out.push_back({from, to, it->second, std::nullopt});
                 it = routes_.erase(it);

@@ -165,3 +165,24 @@ TEST_CASE("streams reported in heartbeats are located with the route from their 
     f.add("A");
     CHECK(f.c.publisher_of("room/host").empty());
 }
+
+TEST_CASE("a stream located before any link is measured takes the direct link, then the measured route") {
+    fixture f;
+    for (const char* n : {"A", "B", "C"}) f.add(n);
+    REQUIRE(f.say("A", {{"type", "heartbeat"}, {"load", 1}, {"streams", {"cam"}}})["type"] == "reply");
+    auto r = f.c.locate("cam", "B");
+    REQUIRE(r["type"] == "reply");
+    CHECK(r["route"]["nodes"] == json({"A", "B"}));
+    CHECK(r["route"]["assumed"] == true);
+    CHECK(f.c.tick(f.now).empty()); // nothing measured yet: it stays
+    for (auto [a, b, rtt] : {std::tuple{"A", "B", 80.0}, {"A", "C", 20.0}, {"C", "B", 20.0}}) f.link(a, b, rtt);
+    f.heartbeat({"A", "B", "C"});
+    const auto moved = f.c.tick(f.now);
+    REQUIRE(moved.size() == 1);
+    CHECK(moved[0].from == "A");
+    CHECK(moved[0].to == "B");
+    REQUIRE(moved[0].after);
+    CHECK(moved[0].after->nodes == std::vector<std::string>{"A", "C", "B"});
+    CHECK_FALSE(moved[0].after->assumed);
+    CHECK(f.c.locate("cam", "B")["route"]["nodes"] == json({"A", "C", "B"}));
+}
