@@ -138,11 +138,11 @@ public:
     void report(const char* when) {
         auto line = [](const char* name, const tr::direction_stats& s) {
             std::printf("onair-netem: %s sent=%llu lost=%llu queue_dropped=%llu duplicated=%llu delivered=%llu "
-                        "in_flight=%llu queue_delay_ms=%.1f max_queue_delay_ms=%.1f\n",
+                        "in_flight=%llu queue_delay_ms=%.1f max_queue_delay_ms=%.1f bytes_delivered=%llu\n",
                         name, (unsigned long long)s.sent, (unsigned long long)s.dropped_loss,
                         (unsigned long long)s.dropped_queue, (unsigned long long)s.duplicated,
                         (unsigned long long)s.delivered, (unsigned long long)s.in_flight, ms(s.queue_delay),
-                        ms(s.max_queue_delay));
+                        ms(s.max_queue_delay), (unsigned long long)s.bytes_delivered);
         };
         line("up", front_.receive_stats());
         line("down", front_.send_stats());

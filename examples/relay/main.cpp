@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
                       {"region", "NAME", "this node's region label (default: default)"},
                       {"cluster-secret-file", "FILE", "the network's secret: signs node messages and pulls between nodes (required with --dispatch)"},
                       {"capacity", "MBPS", "what this node may send, in Mbit/s (default 1000)"},
+                      {"probe-port", "PORT", "UDP port of this node's link probes (default: any)"},
                       {"via", "NODE=IP:PORT", "reach peer NODE's media at this address instead of the one it advertises", true},
                       {"probe-via", "NODE=IP:PORT", "probe peer NODE at this address instead of the one it advertises", true},
                       {"pull", "STREAM=IP:PORT[,IP:PORT...]", "pull STREAM from these relay nodes (the next hop first) when it is played here", true},
@@ -195,12 +196,17 @@ int main(int argc, char** argv) {
             ac.media = onair::dispatch::to_address(node.local_endpoint());
             ac.capacity = cli.number<double>("capacity", 1000, 0.001, 1e9);
             ac.media_via = media_via;
+            ac.probe_port = cli.number<unsigned short>("probe-port", 0, 0, 65535);
             ac.probe_via = probe_via;
             auto on_pull = [&](const std::string& stream, std::vector<onair::transport::endpoint> hops) {
                 asio::post(io, [&node, stream, hops = std::move(hops)]() mutable { node.relay().set_route(stream, std::move(hops)); });
             };
+            auto on_reach = [&](std::map<onair::transport::endpoint, onair::transport::endpoint> reach) {
+                asio::post(io, [&node, reach = std::move(reach)]() mutable { node.relay().set_reach(std::move(reach)); });
+            };
             agent = std::make_unique<onair::dispatch::node_agent>(std::move(ac), dispatch_io,
-                                                                   onair::transport::endpoint(node.local_endpoint().address(), 0), on_pull);
+                                                                   onair::transport::endpoint(node.local_endpoint().address(), 0), on_pull,
+                                                                   on_reach);
             agent->start();
             dispatch_thread = std::jthread([&] { dispatch_io.run(); });
             sample_load = [&] {

@@ -46,6 +46,8 @@ struct node_agent_config {
     /// its media address (what pulls are sent to) and its probe address. For emulated
     /// inter-node links (onair-netem in front of a peer) and for NAT between nodes.
     std::map<std::string, std::string> media_via, probe_via;
+    /// The probe socket's port (0: any); peers are told its address.
+    unsigned short probe_port = 0;
 };
 
 struct node_agent_stats {
@@ -62,10 +64,14 @@ public:
     /// node, the next one first (empty: published nowhere, or no route now). Called for each
     /// locate answered and for each route change of a stream located before.
     using pull_handler = std::function<void(const std::string& stream, std::vector<transport::endpoint> hops)>;
+    /// The peers this node reaches through media_via: advertised media address -> the one
+    /// to send to. Called when it changes.
+    using reach_handler = std::function<void(std::map<transport::endpoint, transport::endpoint>)>;
 
-    node_agent(node_agent_config cfg, asio::io_context& io, const transport::endpoint& local, pull_handler on_pull = {})
-        : cfg_(std::move(cfg)), control_(io, local), prober_(cfg_.probe, io, transport::endpoint(local.address(), 0)),
-          timer_(io), on_pull_(std::move(on_pull)) {}
+    node_agent(node_agent_config cfg, asio::io_context& io, const transport::endpoint& local, pull_handler on_pull = {},
+               reach_handler on_reach = {})
+        : cfg_(std::move(cfg)), control_(io, local), prober_(cfg_.probe, io, transport::endpoint(local.address(), cfg_.probe_port)),
+          timer_(io), on_pull_(std::move(on_pull)), on_reach_(std::move(on_reach)) {}
 
     void start() {
         running_ = true;
@@ -210,7 +216,8 @@ private:
     }
 
     /// A route {nodes, hops: [{node, media}]} ending here, as the hops to pull along: the
-    /// nodes before this one, nearest first, at their media addresses (or media_via).
+    /// nodes before this one, nearest first, at the media addresses they advertise (the
+    /// hello to the next hop names the rest; each node applies its own media_via).
     std::vector<transport::endpoint> hops_of(const json& route) const {
         std::vector<transport::endpoint> out;
         if (!route.is_object() || !route.contains("hops") || !route["hops"].is_array()) return out;
@@ -219,9 +226,7 @@ private:
         for (std::size_t i = hops.size() - 1; i-- > 0;) {
             const auto& h = hops[i];
             if (!h.is_object()) return {};
-            const std::string id = h.value("node", std::string());
-            auto via = cfg_.media_via.find(id);
-            const auto at = parse_address(via != cfg_.media_via.end() ? via->second : h.value("media", std::string()));
+            const auto at = parse_address(h.value("media", std::string()));
             if (!at) return {};
             out.push_back(*at);
         }
@@ -230,9 +235,15 @@ private:
 
     void update_peers(const json& peers) {
         std::set<std::string> now;
+        std::map<transport::endpoint, transport::endpoint> reach;
         for (const auto& p : peers) {
             if (!p.is_object()) continue;
             const std::string id = p.value("node", std::string());
+            if (auto via = cfg_.media_via.find(id); via != cfg_.media_via.end()) {
+                const auto advertised = parse_address(p.value("media", std::string()));
+                const auto to = parse_address(via->second);
+                if (advertised && to) reach[*advertised] = *to;
+            }
             auto via = cfg_.probe_via.find(id);
             const auto at = parse_address(via != cfg_.probe_via.end() ? via->second : p.value("probe", std::string()));
             if (id.empty() || !at) continue;
@@ -242,6 +253,10 @@ private:
         for (const auto& id : peers_)
             if (!now.contains(id)) prober_.remove_peer(id);
         peers_ = std::move(now);
+        if (reach != reach_) {
+            reach_ = reach;
+            if (on_reach_) on_reach_(std::move(reach));
+        }
     }
 
     node_agent_config cfg_;
@@ -249,6 +264,8 @@ private:
     prober<transport::udp> prober_;
     asio::steady_timer timer_;
     pull_handler on_pull_;
+    reach_handler on_reach_;
+    std::map<transport::endpoint, transport::endpoint> reach_;
     std::vector<std::string> streams_;
     std::map<std::uint64_t, std::string> locating_;  ///< locate queries in flight, by id
     std::map<std::string, std::string> pulled_;      ///< stream -> the node it was located at

@@ -19,7 +19,9 @@
 // hops after it, so each node on the way pulls from its own previous hop. A route that
 // changes moves the pull: the new hop gets a hello at once, the old one a leave, and the
 // stream goes on from the new upstream (caches and subscribers' numbering kept, a key frame
-// asked for). A pulled stream nobody watches for idle_timeout is released.
+// asked for). Hops are the addresses nodes advertise; set_reach maps one this node reaches
+// another way (an emulated link, a NAT) to the address it sends to. A pulled stream nobody
+// watches for idle_timeout is released.
 //
 // Relay legs are admitted with a cascade ticket: HMAC-SHA256 of the stream name and the
 // minute, keyed with the cluster's secret (previous and next minute accepted too); they
@@ -152,6 +154,14 @@ public:
         p.last_hello = {}; // the new route goes out at the next tick
     }
 
+    /// Advertised address -> the address this node sends to instead (replaces the map).
+    void set_reach(std::map<endpoint, endpoint> reach) { reach_ = std::move(reach); }
+    /// Where this node sends to reach the node advertising `advertised`.
+    const endpoint& reach(const endpoint& advertised) const {
+        auto it = reach_.find(advertised);
+        return it == reach_.end() ? advertised : it->second;
+    }
+
     void apply(const ticket_grant& g) { sfu_.apply(g); }
 
     template <class Ctx>
@@ -200,12 +210,12 @@ public:
         const auto now = ctx.now();
         for (auto it = pulls_.begin(); it != pulls_.end();) {
             auto& [name, p] = *it;
-            for (const auto& gone : p.leave_to) send_leave(ctx, name, gone);
+            for (const auto& gone : p.leave_to) send_leave(ctx, name, reach(gone));
             p.leave_to.clear();
             if (sfu_.subscriber_count(name) == 0) {
                 if (p.idle_since == clock::time_point{}) p.idle_since = now;
                 if (now - p.idle_since >= cfg_.idle_timeout) {
-                    if (!p.hops.empty()) send_leave(ctx, name, p.hops.front());
+                    if (!p.hops.empty()) send_leave(ctx, name, reach(p.hops.front()));
                     sfu_.drop(name);
                     ++stats_.released;
                     it = pulls_.erase(it);
@@ -248,7 +258,7 @@ public:
         });
         return out;
     }
-    /// The next hop a stream is pulled from (nullptr: not pulled, or no route yet).
+    /// The next hop a stream is pulled from, as advertised (nullptr: not pulled, or no route yet).
     const endpoint* upstream_of(const std::string& stream) const {
         auto it = pulls_.find(stream);
         return it == pulls_.end() || it->second.hops.empty() ? nullptr : &it->second.hops.front();
@@ -300,7 +310,7 @@ private:
     template <class Ctx>
     void on_ack(Ctx& ctx, const rtp::session_message& m, const endpoint& from, clock::time_point now) {
         auto it = pulls_.find(m.stream.name);
-        if (it == pulls_.end() || it->second.hops.empty() || it->second.hops.front() != from) return; // not asked of it
+        if (it == pulls_.end() || it->second.hops.empty() || reach(it->second.hops.front()) != from) return; // not asked of it
         pull& p = it->second;
         switch (m.status) {
         case rtp::session_status::ok:
@@ -324,7 +334,7 @@ private:
         m.relay_leg = true;
         m.route = route_text(std::span<const endpoint>(p.hops).subspan(1));
         if (!cfg_.secret.empty()) m.ticket = cascade_ticket(cfg_.secret, name, control::unix_now());
-        ctx.send_session(p.hops.front(), m);
+        ctx.send_session(reach(p.hops.front()), m);
         ++stats_.hellos_sent;
     }
     template <class Ctx>
@@ -340,6 +350,7 @@ private:
     cascade_config cfg_;
     sfu sfu_;
     std::unordered_map<std::string, pull> pulls_;
+    std::map<endpoint, endpoint> reach_;
     cascade_stats stats_;
 };
 

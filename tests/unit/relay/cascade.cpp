@@ -489,3 +489,25 @@ TEST_CASE("cascade: a relay leg gets every simulcast encoding, and repairs of th
     // The viewer at B is served by its own layer selection there (it started on the lowest).
     CHECK(m.rtp_to(ep(10), video_ssrc).size() > 10);
 }
+
+TEST_CASE("cascade: routes name advertised addresses; each node reaches a hop its own way") {
+    mesh m;
+    m.add(A);
+    m.add(B);
+    m.add(C);
+    const endpoint X = ep(7000); // B's way to C (say, an emulated link in front of C)
+    m.at(B).set_reach({{C, X}});
+    m.inject_session(ep(10), B, play_hello("cam"));
+    m.run();
+    m.at(B).set_route("cam", {C, A});
+    m.advance(20ms);
+    CHECK(m.count(B, C, is_relay_hello) == 0);
+    REQUIRE(m.inbox[X].size() >= 1);
+    rtp::session_message h;
+    REQUIRE_FALSE(rtp::parse_session_message(m.inbox[X].front().bytes, h));
+    CHECK(h.relay_leg);
+    CHECK(h.route == transport::to_address(A)); // the advertised address, not B's way to it
+    CHECK(*m.at(B).upstream_of("cam") == C);
+    CHECK(m.at(B).reach(C) == X);
+    CHECK(m.at(B).reach(A) == A);
+}
