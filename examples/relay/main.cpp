@@ -113,8 +113,9 @@ int main(int argc, char** argv) {
                 throw usage_error("--pull: expected STREAM=IP:PORT[,IP:PORT...], got '" + v + "'");
             cascade_cfg.static_routes[v.substr(0, eq)] = std::move(hops);
         }
-        if (cli.has("cluster-secret-file")) // signs and checks relay legs (pulls between nodes)
-            cascade_cfg.secret = read_secret_file(cli.get("cluster-secret-file"), "--cluster-secret-file");
+        std::string cascade_secret; // signs and checks relay legs (pulls between nodes) and room trunks
+        if (cli.has("cluster-secret-file")) cascade_secret = read_secret_file(cli.get("cluster-secret-file"), "--cluster-secret-file");
+        cascade_cfg.secret = cascade_secret;
         if (with_dispatch) {
             // Where a stream is: asked of the center by the agent, on its thread.
             cascade_cfg.on_missing = [&](const std::string& stream) {
@@ -150,6 +151,23 @@ int main(int argc, char** argv) {
             cc.secret = read_secret_file(cli.get("secret-file"), "--secret-file");
             cc.app_id = cli.get("app", "onair");
             cc.on_media = onair::control::grant_to(node, io.get_executor());
+            if (with_dispatch) {
+                // Rooms span the network: the center names each room's home; members of a
+                // room that lives elsewhere are served through a trunk to it.
+                cc.cluster_secret = cascade_secret;
+                cc.node_id = cli.get("node-id");
+                cc.locate_room = [&](const std::string& room, std::function<void(std::optional<asio::ip::tcp::endpoint>)> done) {
+                    asio::post(dispatch_io, [&agent, &control_io, room, done = std::move(done)]() mutable {
+                        agent->locate_room(room, [&control_io, done = std::move(done)](bool here, std::string at) mutable {
+                            asio::post(control_io, [done = std::move(done), here, at] {
+                                const auto ep = here ? std::nullopt : onair::transport::parse_address(at);
+                                if (ep) done(asio::ip::tcp::endpoint(ep->address(), ep->port()));
+                                else done(std::nullopt); // here, or the home has no usable address: serve it here
+                            });
+                        });
+                    });
+                };
+            }
             const auto ep = parse_endpoint(cli.get("control"), "--control");
             rooms = std::make_unique<onair::control::room_service>(control_io.get_executor(),
                                                                     asio::ip::tcp::endpoint(ep.address(), ep.port()), std::move(cc));
@@ -197,6 +215,7 @@ int main(int argc, char** argv) {
             ac.capacity = cli.number<double>("capacity", 1000, 0.001, 1e9);
             ac.media_via = media_via;
             ac.probe_port = cli.number<unsigned short>("probe-port", 0, 0, 65535);
+            if (rooms) ac.rooms = onair::dispatch::to_address(onair::transport::endpoint(rooms->local_endpoint().address(), rooms->local_endpoint().port()));
             ac.probe_via = probe_via;
             auto on_pull = [&](const std::string& stream, std::vector<onair::transport::endpoint> hops) {
                 asio::post(io, [&node, stream, hops = std::move(hops)]() mutable { node.relay().set_route(stream, std::move(hops)); });

@@ -40,6 +40,7 @@ enum class errc {
     room_full,            ///< the room is at its member limit
     replaced,             ///< the same user logged in elsewhere
     timed_out,            ///< heartbeats missed, or a frame left half-sent
+    unavailable,          ///< the room lives on another node, which cannot be reached now
 };
 
 /// The wire name of `e` (snake_case, as in the enum).
@@ -72,13 +73,14 @@ constexpr std::string_view wire_name(errc e) noexcept {
     case errc::room_full: return "room_full";
     case errc::replaced: return "replaced";
     case errc::timed_out: return "timed_out";
+    case errc::unavailable: return "unavailable";
     }
     return "unknown";
 }
 
 /// The code named `name` on the wire; errc::bad_request for a name this build does not know.
 inline errc from_wire_name(std::string_view name) noexcept {
-    for (int i = 0; i <= static_cast<int>(errc::timed_out); ++i)
+    for (int i = 0; i <= static_cast<int>(errc::unavailable); ++i)
         if (wire_name(static_cast<errc>(i)) == name) return static_cast<errc>(i);
     return errc::bad_request;
 }
@@ -115,6 +117,7 @@ public:
         case errc::room_full: return "room full";
         case errc::replaced: return "logged in elsewhere";
         case errc::timed_out: return "timed out";
+        case errc::unavailable: return "the room's node cannot be reached";
         }
         return "unknown control error";
     }

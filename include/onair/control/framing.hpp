@@ -79,6 +79,8 @@ public:
     bool mid_frame() const noexcept { return end_ > begin_; }
     std::size_t buffered() const noexcept { return end_ - begin_; }
     std::size_t max_frame() const noexcept { return max_frame_; }
+    /// A new limit for the frames from now on (a connection that turns out to be a trunk).
+    void set_max_frame(std::size_t n) noexcept { max_frame_ = n; }
 
 private:
     std::vector<char> buf_;

@@ -5,6 +5,8 @@
 //   register  {node, counter, ts, region, media, control, capacity}   -> in service
 //   heartbeat {node, counter, ts, load, streams: [names published there]} -> still there
 //   links     {node, counter, ts, links: [{to, rtt_ms, loss, jitter_ms}]}
+//   room_home {node, counter, ts, room} -> {home, rooms}: the node a room lives on (the
+//             first to ask, while it is in service) and its room service's address
 // A node missing `missed_heartbeats` heartbeat intervals is taken out with its links, and
 // the routes through it are recomputed at once. Clients ask for edges (ranked for their
 // region) and relays for routes (publisher's edge -> player's edge), or where a stream is
@@ -33,6 +35,7 @@ struct center_config {
     std::int64_t auth_window_ms = 30'000;
     std::size_t max_links_per_report = 256;
     std::size_t max_streams_per_node = 512;
+    std::size_t max_rooms = 1'000'000;
 };
 
 struct center_stats {
@@ -44,6 +47,7 @@ struct center_stats {
 
 struct node_record {
     std::string id, region, media, control, probe;
+    std::string rooms; ///< its room service (TCP "IP:PORT"); empty: none
     double capacity = 1;
     std::int64_t last_heard = 0;
     std::set<std::string> streams; ///< published there (held by it)
@@ -84,6 +88,7 @@ public:
             return {{"type", "reply"}};
         }
         if (type == "links") return on_links(node, m, now);
+        if (type == "room_home") return on_room_home(it->second, m);
         return error("unknown_type");
     }
 
@@ -138,6 +143,7 @@ public:
             if (now - n.last_heard > cfg_.heartbeat_ms * cfg_.missed_heartbeats) gone.push_back(id);
         for (const auto& id : gone) {
             for (const auto& st : nodes_.at(id).streams) publishers_.erase(st);
+            std::erase_if(room_homes_, [&](const auto& kv) { return kv.second == id; });
             nodes_.erase(id);
             topo_.remove_node(id);
             ++stats_.nodes_expired;
@@ -188,9 +194,10 @@ private:
             return error("malformed");
         }
         const auto* probe = text(m, "probe");
+        const auto* rooms = text(m, "rooms");
         node_record& n = nodes_[node];
         for (const auto& st : n.streams) publishers_.erase(st); // a restarted node reports its streams again
-        n = {node, *region, *media, *control, probe ? *probe : std::string(), cap->get<double>(), now, {}};
+        n = {node, *region, *media, *control, probe ? *probe : std::string(), rooms ? *rooms : std::string(), cap->get<double>(), now, {}};
         const double load = topo_.has_node(node) ? topo_.nodes().at(node).load : 0;
         topo_.upsert_node(node, {*region, n.capacity, load});
         ++stats_.registered;
@@ -223,6 +230,29 @@ private:
         n.streams = std::move(now);
     }
 
+    /// Where a room lives: its home while that node is in service, else the asking node
+    /// (which must run a room service).
+    json on_room_home(const node_record& n, const json& m) {
+        const auto* room = text(m, "room");
+        if (!room || room->empty()) {
+            ++stats_.refused_malformed;
+            return error("malformed");
+        }
+        auto it = room_homes_.find(*room);
+        if (it == room_homes_.end() || !nodes_.contains(it->second)) {
+            if (n.rooms.empty()) return error("no_room_service");
+            if (room_homes_.size() >= cfg_.max_rooms) return error("too_many_rooms");
+            it = room_homes_.insert_or_assign(*room, n.id).first;
+        }
+        const auto& home = nodes_.at(it->second);
+        return {{"type", "reply"}, {"room", *room}, {"home", home.id}, {"rooms", home.rooms}};
+    }
+    /// The node `room` lives on (empty: none yet).
+    std::string home_of(const std::string& room) const {
+        auto it = room_homes_.find(room);
+        return it == room_homes_.end() ? std::string() : it->second;
+    }
+
     json on_links(const std::string& node, const json& m, std::int64_t now) {
         auto l = m.find("links");
         if (l == m.end() || !l->is_array() || l->size() > cfg_.max_links_per_report) {
@@ -252,6 +282,7 @@ private:
     route_table routes_;
     std::map<std::string, node_record> nodes_;
     std::map<std::string, std::string> publishers_; ///< stream -> the node holding it
+    std::map<std::string, std::string> room_homes_; ///< room -> the node it lives on
     center_stats stats_;
 };
 

@@ -48,11 +48,15 @@ struct node_agent_config {
     std::map<std::string, std::string> media_via, probe_via;
     /// The probe socket's port (0: any); peers are told its address.
     unsigned short probe_port = 0;
+    /// This node's room service (TCP "IP:PORT"; empty: none): rooms that live here are
+    /// reached there from other nodes.
+    std::string rooms;
 };
 
 struct node_agent_stats {
     std::uint64_t registrations = 0, heartbeats = 0, reports = 0, route_changes = 0, refused = 0, malformed = 0;
     std::uint64_t locates = 0, located = 0, not_published = 0;
+    std::uint64_t room_queries = 0, room_answers = 0, room_fallbacks = 0;
     bool registered = false;
 };
 
@@ -100,6 +104,16 @@ public:
     }
     static constexpr std::size_t max_streams_bytes = 12 * 1024;
 
+    /// Where a room lives: done(true, "") when here, done(false, "IP:PORT") for another
+    /// node's room service. Asked of the center (signed), repeated every tick; after 3
+    /// unanswered tries (or a refusal) the room is served here.
+    using room_handler = std::function<void(bool here, std::string rooms)>;
+    void locate_room(const std::string& room, room_handler done) {
+        const std::string id = "r" + std::to_string(++query_id_);
+        rooms_asked_[id] = {room, std::move(done), 0};
+        ask_room(id);
+    }
+
     transport::endpoint control_endpoint() const { return control_.local_endpoint(); }
     transport::endpoint probe_endpoint() const { return prober_.local_endpoint(); }
     const node_agent_stats& stats() const noexcept { return stats_; }
@@ -115,12 +129,35 @@ private:
         control_.send_to(asio::buffer(s.data(), s.size()), cfg_.dispatch);
     }
 
+    void ask_room(const std::string& id) {
+        auto& q = rooms_asked_.at(id);
+        ++q.tries;
+        ++stats_.room_queries;
+        send({{"type", "room_home"}, {"room", q.room}, {"id", id}});
+    }
+    void answer_room(const std::string& id, bool here, std::string rooms) {
+        auto it = rooms_asked_.find(id);
+        if (it == rooms_asked_.end()) return;
+        auto done = std::move(it->second.done);
+        rooms_asked_.erase(it);
+        if (done) done(here, std::move(rooms));
+    }
+
     void tick() {
         if (!running_) return;
         const auto now = std::chrono::steady_clock::now();
+        for (auto it = rooms_asked_.begin(); it != rooms_asked_.end();) {
+            const std::string id = (it++)->first;
+            if (rooms_asked_.at(id).tries >= 3) {
+                ++stats_.room_fallbacks;
+                answer_room(id, true, {});
+            } else if (stats_.registered) {
+                ask_room(id);
+            }
+        }
         if (!stats_.registered) {
             send({{"type", "register"}, {"region", cfg_.region}, {"media", cfg_.media}, {"control", to_address(control_endpoint())},
-                  {"probe", to_address(probe_endpoint())}, {"capacity", cfg_.capacity}});
+                  {"probe", to_address(probe_endpoint())}, {"capacity", cfg_.capacity}, {"rooms", cfg_.rooms}});
         } else {
             json names = json::array();
             std::size_t bytes = 0;
@@ -175,6 +212,22 @@ private:
             const auto hops = route == m.end() ? std::vector<transport::endpoint>{} : hops_of(*route);
             for (const auto& [stream, origin] : pulled_)
                 if (origin == from && on_pull_) on_pull_(stream, hops);
+            return;
+        }
+        if (auto id = m.find("id"); id != m.end() && id->is_string()) {
+            // The answer to a room_home query.
+            const std::string qid = id->get<std::string>();
+            if (!rooms_asked_.contains(qid)) return;
+            if (type == "reply") {
+                ++stats_.room_answers;
+                const std::string home = m.value("home", std::string());
+                answer_room(qid, home == cfg_.node_id, m.value("rooms", std::string()));
+            } else if (m.value("code", std::string()) == "unknown_node") {
+                stats_.registered = false; // asked again once registered
+            } else {
+                ++stats_.room_fallbacks;
+                answer_room(qid, true, {});
+            }
             return;
         }
         if (auto id = m.find("id"); id != m.end() && id->is_number_unsigned()) {
@@ -270,6 +323,12 @@ private:
     std::map<std::uint64_t, std::string> locating_;  ///< locate queries in flight, by id
     std::map<std::string, std::string> pulled_;      ///< stream -> the node it was located at
     std::uint64_t query_id_ = 0;
+    struct room_query {
+        std::string room;
+        room_handler done;
+        int tries = 0;
+    };
+    std::map<std::string, room_query> rooms_asked_;
     message_guard center_guard_{cfg_.secret};
     std::chrono::milliseconds heartbeat_{cfg_.heartbeat};
     std::chrono::steady_clock::time_point last_report_{};
