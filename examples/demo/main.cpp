@@ -120,8 +120,16 @@ int run(const command_line& cli) {
     std::atomic<bool> stop{false};
     const auto frames_sent = feed_in_real_time(host, &video, &audio, seconds, stop);
 
-    // Let the last frames cross, then stop everyone on the network thread.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    // Let the last frames cross (on a busy machine playout may run late: wait for it, up to
+    // 3 s), then stop everyone on the network thread.
+    const auto drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (std::chrono::steady_clock::now() < drain_until) {
+        const auto h = host.stats();
+        const auto v = viewer.stats();
+        if (v.audio_frames >= h.audio_frames_encoded && v.video_frames >= frames_sent) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
     asio::post(io, [&] { host.stop(); });
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     asio::post(io, [&] {

@@ -1,6 +1,8 @@
 // onair-host — publishes a stream to a relay node: the numbered test pattern (or a .y4m
-// file) encoded with VP8 or VP9, and a tone (or a .wav file) encoded with Opus.
+// file) encoded with VP8 or VP9, and a tone (or a .wav file) encoded with Opus. With
+// --dispatch instead of --relay it publishes to the best edge the RTC network offers.
 #include "common/cli.hpp"
+#include "common/edges.hpp"
 #include "common/room_session.hpp"
 #include "common/inputs.hpp"
 
@@ -23,7 +25,7 @@ namespace {
 template <class Video>
 int publish(const command_line& cli) {
     using host_type = onair::basic_host<onair::codec::av<Video, onair::codec::opus>>;
-    const auto relay = parse_endpoint(cli.require("relay"), "--relay");
+    if (cli.has("relay") == cli.has("dispatch")) throw usage_error("give exactly one of --relay and --dispatch");
     const std::string stream = cli.require("stream");
     auto [w, h] = parse_size(cli.get("size", "640x360"));
     const int fps = cli.number<int>("fps", 30, 1, 120);
@@ -33,7 +35,6 @@ int publish(const command_line& cli) {
     audio_input audio(cli.get("audio", "tone"));
 
     typename host_type::config cfg;
-    cfg.relay = relay;
     cfg.stream = stream;
     cfg.video.width = video.width();
     cfg.video.height = video.height();
@@ -52,6 +53,7 @@ int publish(const command_line& cli) {
     cfg.simulcast = cli.number<int>("simulcast", 1, 1, 3);
 
     asio::io_context io(1);
+    const auto relay = cli.has("relay") ? parse_endpoint(cli.get("relay"), "--relay") : choose_edges(cli, io, "onair-host").front().media;
     // With --control: the stream and its ticket come from the room service, whose session
     // stays open (on this io_context) while the host publishes.
     room_session room(cli, io, "host");
@@ -60,6 +62,7 @@ int publish(const command_line& cli) {
         cfg.stream = grant.media_stream;
         cfg.ticket = grant.ticket;
     }
+    cfg.relay = relay;
     const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
     host_type host(cfg, {}, io, local);
     if (auto ec = host.start()) throw std::runtime_error("cannot start: " + ec.message());
@@ -108,7 +111,9 @@ int publish(const command_line& cli) {
 
 int main(int argc, char** argv) {
     command_line cli("onair-host", "publishes a test pattern (or files) to a relay node",
-                     {{"relay", "IP:PORT", "relay node to publish to (required)"},
+                     {{"relay", "IP:PORT", "relay node to publish to (this or --dispatch)"},
+                      {"dispatch", "IP:PORT", "RTC network: publish to the best edge this dispatch center offers"},
+                      {"region", "NAME", "this host's region, for the edges the center ranks (default: default)"},
                       {"stream", "NAME", "stream name (required)"},
                       {"video", "vp8|vp9", "video codec (default vp8)"},
                       {"input", "pattern|FILE.y4m", "video source (default pattern)"},

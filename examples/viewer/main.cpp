@@ -3,6 +3,7 @@
 // With --dispatch instead of --relay it asks the RTC network's dispatch center for edges,
 // probes them, plays from the best and moves to the next when that one fails.
 #include "common/cli.hpp"
+#include "common/edges.hpp"
 #include "common/room_session.hpp"
 #include "common/json.hpp"
 #include "common/run_loop.hpp"
@@ -10,7 +11,6 @@
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
 #include <onair/codec/vp9.hpp>
-#include <onair/dispatch/edge_selector.hpp>
 #include <onair/query_stream.hpp>
 #include <onair/sink/tee.hpp>
 #include <onair/sink/wav_writer.hpp>
@@ -148,27 +148,9 @@ int main(int argc, char** argv) {
         // ticket; its session stays open on `io` while the viewer plays.
         asio::io_context io(1);
         if (cli.has("dispatch")) {
-            onair::dispatch::edge_selector_config ec;
-            ec.dispatch = parse_endpoint(cli.get("dispatch"), "--dispatch");
-            ec.region = cli.get("region", "default");
-            onair::dispatch::edge_selector selector(ec, io);
-            std::error_code failed;
-            std::vector<onair::dispatch::edge_candidate> edges;
-            selector.async_select([&](std::error_code e, std::vector<onair::dispatch::edge_candidate> c) {
-                failed = e;
-                edges = std::move(c);
-            });
-            io.run();
-            io.restart();
-            if (failed || edges.empty())
-                throw std::runtime_error("no edge from the dispatch center: " + (failed ? failed.message() : std::string("none in service")));
+            const auto edges = choose_edges(cli, io, "onair-viewer");
             chosen = edges.front().media;
             for (std::size_t i = 1; i < edges.size(); ++i) fallbacks.push_back(edges[i].media);
-            std::printf("onair-viewer: edge %s at %s (rtt %.2f ms)", edges.front().node.c_str(),
-                        onair::transport::to_address(edges.front().media).c_str(), edges.front().rtt_ms);
-            for (std::size_t i = 1; i < edges.size(); ++i) std::printf(", then %s", edges[i].node.c_str());
-            std::printf("\n");
-            std::fflush(stdout);
         }
         const auto relay = *chosen;
         room_session room(cli, io, "audience");
