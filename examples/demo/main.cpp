@@ -124,9 +124,9 @@ int run(const command_line& cli) {
     // 3 s), then stop everyone on the network thread.
     const auto drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     while (std::chrono::steady_clock::now() < drain_until) {
-        const auto h = host.stats();
-        const auto v = viewer.stats();
-        if (v.audio_frames >= h.audio_frames_encoded && v.video_frames >= frames_sent) break;
+        const auto sent = host.stats();
+        const auto got = viewer.stats();
+        if (got.audio_frames >= sent.audio_frames_encoded && got.video_frames >= frames_sent) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
