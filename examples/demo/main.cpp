@@ -115,6 +115,11 @@ int run(const command_line& cli) {
     if (auto ec = host.start()) throw std::runtime_error("host: " + ec.message());
     std::thread net([&] { io.run(); });
 
+    // Frames pushed before the relay acknowledges the stream are not sent (a host starts
+    // with the key frame that follows the acknowledgement): capture starts once it is in.
+    const auto publish_until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!host.stats().published && std::chrono::steady_clock::now() < publish_until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
     video_input video("pattern", w, h, fps);
     audio_input audio("tone");
     std::atomic<bool> stop{false};
@@ -126,7 +131,7 @@ int run(const command_line& cli) {
     while (std::chrono::steady_clock::now() < drain_until) {
         const auto sent = host.stats();
         const auto got = viewer.stats();
-        if (got.audio_frames >= sent.audio_frames_encoded && got.video_frames >= frames_sent) break;
+        if (got.audio_frames + got.audio_skipped >= sent.audio_frames_encoded && got.video_frames >= frames_sent) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -160,6 +165,10 @@ int run(const command_line& cli) {
         .add("frames_received", static_cast<double>(vs.video_frames))
         .add("audio_frames_sent", static_cast<double>(hs.audio_frames_encoded))
         .add("audio_frames_received", static_cast<double>(vs.audio_frames))
+        // Frames the playout dropped to catch up after a stall (they arrived, in time for
+        // nothing), and audio packets that never arrived.
+        .add("audio_frames_skipped", static_cast<double>(vs.audio_skipped))
+        .add("audio_packets_missing", static_cast<double>(vs.audio_packets_missing))
         .add("latency_ms", latency)
         .add("psnr_db", psnr)
         .add("bytes", static_cast<double>(vs.bytes))

@@ -211,7 +211,11 @@ TEST_CASE("onair-demo writes its files and a summary") {
     for (const char* f : {"sent.y4m", "received.y4m", "received.wav", "stats.json"}) CHECK(std::filesystem::exists(dir / f));
     const std::string stats = read_file(dir / "stats.json");
     CHECK(json_number(stats, "frames_sent") == json_number(stats, "frames_received"));
-    CHECK(json_number(stats, "audio_frames_sent") == json_number(stats, "audio_frames_received"));
+    // Every audio frame arrived and was played, or skipped by the playout catching up after a
+    // stall of a busy machine (a frame or two at most).
+    CHECK(json_number(stats, "audio_packets_missing") == 0);
+    CHECK(json_number(stats, "audio_frames_sent") == json_number(stats, "audio_frames_received") + json_number(stats, "audio_frames_skipped"));
+    CHECK(json_number(stats, "audio_frames_skipped") <= 2);
     CHECK(json_number(stats, "p50") > 0);
     CHECK(json_number(stats, "bitrate_kbps") > 0);
     CHECK(json_number(stats, "mean") >= 32); // PSNR
