@@ -68,14 +68,8 @@ unsigned short free_port() {
 }
 std::string loopback(unsigned short p) { return "127.0.0.1:" + std::to_string(p); }
 
-std::string wait_for(process& p, const std::string& pattern, std::chrono::milliseconds limit = 10s) {
-    std::string found;
-    eventually([&] {
-        std::smatch m;
-        const std::string out = p.out();
-        if (std::regex_search(out, m, std::regex(pattern))) found = m[1];
-        return !found.empty() || p.wait(0ms).has_value();
-    }, limit);
+std::string wait_for(process& p, const std::string& pattern) {
+    const std::string found = output_match(p, pattern);
     if (found.empty()) throw std::runtime_error("no '" + pattern + "' from a process: " + p.err());
     return found;
 }

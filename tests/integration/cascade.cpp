@@ -35,13 +35,7 @@ constexpr const char* secret = "cluster-secret";
 std::string start_and_read(std::unique_ptr<process>& p, std::vector<std::string> argv, const std::filesystem::path& dir,
                            const std::string& name, const std::string& pattern) {
     p = std::make_unique<process>(argv, dir, name);
-    std::string found;
-    REQUIRE(eventually([&] {
-        std::smatch m;
-        const std::string out = p->out();
-        if (std::regex_search(out, m, std::regex(pattern))) found = m[1];
-        return !found.empty() || p->wait(0ms).has_value();
-    }, 10s));
+    const std::string found = output_match(*p, pattern);
     INFO(name << ": " << p->err());
     REQUIRE(!found.empty());
     return found;
@@ -109,13 +103,8 @@ TEST_CASE("relays cascade a stream along the center's routes, move it when a lin
     const std::string joined = "listening on (127\\.0\\.0\\.1:[0-9]+)";
     media["B"] = start_and_read(relays["B"], relay_argv("B", {}), dir, "relay_B", joined);
     media["C"] = start_and_read(relays["C"], relay_argv("C", {}), dir, "relay_C", joined);
-    std::string b_probe;
-    REQUIRE(eventually([&] {
-        std::smatch m;
-        const std::string out = relays["B"]->out();
-        if (std::regex_search(out, m, std::regex("probe (127\\.0\\.0\\.1:[0-9]+)"))) b_probe = m[1];
-        return !b_probe.empty();
-    }, 10s));
+    const std::string b_probe = output_match(*relays["B"], "probe (127\\.0\\.0\\.1:[0-9]+)");
+    REQUIRE(!b_probe.empty());
 
     // A measures its link to B through onair-netem (A's probes to B cross it); the netem is
     // restarted on the same port to change the link's delay.

@@ -30,17 +30,6 @@ namespace {
 
 constexpr const char* secret = "cluster-secret";
 
-std::string wait_for(process& p, const std::string& pattern, std::chrono::milliseconds limit = 10s) {
-    std::string found;
-    eventually([&] {
-        std::smatch m;
-        const std::string out = p.out();
-        if (std::regex_search(out, m, std::regex(pattern))) found = m[1];
-        return !found.empty() || p.wait(0ms).has_value();
-    }, limit);
-    return found;
-}
-
 /// The center's edges for `region`, as node ids.
 std::vector<std::string> edges(unsigned short port, const std::string& region) {
     asio::io_context io;
@@ -76,7 +65,7 @@ TEST_CASE("a viewer whose edge is killed moves to the next-best edge within 3 s;
     process dispatch({bin("onair-dispatch"), "--listen", "127.0.0.1:0", "--secret-file", secret_file, "--heartbeat-ms", "400",
                       "--seconds", "90"},
                      dir, "dispatch");
-    const std::string dport = wait_for(dispatch, "listening on 127\\.0\\.0\\.1:([0-9]+)");
+    const std::string dport = output_match(dispatch, "listening on 127\\.0\\.0\\.1:([0-9]+)");
     REQUIRE(!dport.empty());
     const std::string at = "127.0.0.1:" + dport;
     auto relay = [&](const std::string& id, const std::string& region, const std::string& name) {
@@ -91,7 +80,7 @@ TEST_CASE("a viewer whose edge is killed moves to the next-best edge within 3 s;
     relays["C"] = relay("C", "eu", "relay_C");
     std::map<std::string, std::string> media;
     for (auto& [id, p] : relays) {
-        media[id] = wait_for(*p, "listening on (127\\.0\\.0\\.1:[0-9]+)");
+        media[id] = output_match(*p, "listening on (127\\.0\\.0\\.1:[0-9]+)");
         REQUIRE(!media[id].empty());
     }
     const auto port = static_cast<unsigned short>(std::stoi(dport));
@@ -105,7 +94,7 @@ TEST_CASE("a viewer whose edge is killed moves to the next-best edge within 3 s;
     process viewer({bin("onair-viewer"), "--dispatch", at, "--region", "eu", "--stream", "cam", "--out", vdir.string(), "--seconds", "16",
                     "--stats-every", "0.1"},
                    dir, "viewer");
-    REQUIRE(wait_for(viewer, "edge ([A-Z]) at") == "B");
+    REQUIRE(output_match(viewer, "edge ([A-Z]) at") == "B");
     // Playing from B: frames are rendered.
     REQUIRE(eventually([&] {
         const std::string out = viewer.out();
@@ -137,7 +126,7 @@ TEST_CASE("a viewer whose edge is killed moves to the next-best edge within 3 s;
 
     // B restarted, nothing else touched: back in service, and it serves a new viewer.
     relays["B"] = relay("B", "eu", "relay_B2");
-    REQUIRE(!wait_for(*relays["B"], "listening on (127\\.0\\.0\\.1:[0-9]+)").empty());
+    REQUIRE(!output_match(*relays["B"], "listening on (127\\.0\\.0\\.1:[0-9]+)").empty());
     REQUIRE(eventually([&] {
         const auto e = edges(port, "eu");
         return !e.empty() && e.front() == "B";

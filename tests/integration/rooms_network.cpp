@@ -41,16 +41,6 @@ namespace {
 constexpr const char* app_secret = "app-secret";
 constexpr const char* cluster_secret = "cluster-secret";
 
-std::string capture(process& p, const std::string& pattern) {
-    std::string found;
-    eventually([&] {
-        std::smatch m;
-        const std::string out = p.out();
-        if (std::regex_search(out, m, std::regex(pattern))) found = m[1];
-        return !found.empty() || p.wait(0ms).has_value();
-    }, 10s);
-    return found;
-}
 asio::ip::tcp::endpoint tcp_at(const std::string& hostport) {
     const auto colon = hostport.rfind(':');
     return {asio::ip::make_address(hostport.substr(0, colon)), static_cast<unsigned short>(std::stoi(hostport.substr(colon + 1)))};
@@ -116,7 +106,7 @@ TEST_CASE("a room spans nodes: one member list and one message order on every ed
     process dispatch({bin("onair-dispatch"), "--listen", "127.0.0.1:0", "--secret-file", (dir / "cluster").string(), "--heartbeat-ms", "400",
                       "--seconds", "90"},
                      dir, "dispatch");
-    const std::string dport = capture(dispatch, "listening on 127\\.0\\.0\\.1:([0-9]+)");
+    const std::string dport = output_match(dispatch, "listening on 127\\.0\\.0\\.1:([0-9]+)");
     REQUIRE(!dport.empty());
     std::map<std::string, std::unique_ptr<process>> relays;
     std::map<std::string, std::string> media, control_at;
@@ -126,11 +116,11 @@ TEST_CASE("a room spans nodes: one member list and one message order on every ed
                                      (dir / "app").string(), "--dispatch", "127.0.0.1:" + dport, "--node-id", id, "--cluster-secret-file",
                                      (dir / "cluster").string(), "--seconds", "90", "--stats-every", "0.5"},
             dir, std::string("relay_") + id);
-        media[id] = capture(*relays[id], "listening on (127\\.0\\.0\\.1:[0-9]+)");
-        control_at[id] = capture(*relays[id], "control on (127\\.0\\.0\\.1:[0-9]+)");
+        media[id] = output_match(*relays[id], "listening on (127\\.0\\.0\\.1:[0-9]+)");
+        control_at[id] = output_match(*relays[id], "control on (127\\.0\\.0\\.1:[0-9]+)");
         REQUIRE(!control_at[id].empty());
     }
-    REQUIRE(!capture(*relays["A"], "(joining) the network").empty());
+    REQUIRE(!output_match(*relays["A"], "(joining) the network").empty());
     std::this_thread::sleep_for(1500ms); // both registered
 
     members m;

@@ -104,6 +104,20 @@ bool eventually(Pred&& pred, std::chrono::milliseconds timeout) {
     return true;
 }
 
+/// The first capture of `pattern` in `p`'s output once it appears; empty when `p` exits or
+/// `timeout` passes first.
+inline std::string output_match(process& p, const std::string& pattern, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    const std::regex re(pattern);
+    std::string found;
+    eventually([&] {
+        std::smatch m;
+        const std::string out = p.out();
+        if (std::regex_search(out, m, re)) found = m[1];
+        return !found.empty() || p.wait(std::chrono::milliseconds(0)).has_value();
+    }, timeout);
+    return found;
+}
+
 /// A scratch directory for one test, emptied first.
 inline std::filesystem::path scratch_dir(const std::string& name) {
     auto p = std::filesystem::path(ONAIR_TEST_DATA_DIR) / "scratch" / name;
