@@ -298,6 +298,7 @@ public:
             if (key_requested_.exchange(false)) venc_.request_keyframe();
             const auto ec = venc_.encode(in, [this](encoded_frame&& ef) {
                 ++stats_.video_frames_encoded;
+                if constexpr (sink::encoded_sink<Sink>) sink_.on_encoded(ef);
                 if (ef.keyframe) ++stats_.keyframes;
                 asio::post(transport_.get_executor(),
                            [this, ef = std::move(ef)] { send_frame(video_, ef); });
@@ -315,6 +316,7 @@ public:
             sink_.on_audio(f);
             const auto ec = aenc_.encode(f, [this](encoded_frame&& ef) {
                 ++stats_.audio_frames_encoded;
+                if constexpr (sink::encoded_sink<Sink>) sink_.on_encoded(ef);
                 asio::post(transport_.get_executor(),
                            [this, ef = std::move(ef)] { send_frame(audio_, ef); });
             });

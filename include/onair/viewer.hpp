@@ -821,6 +821,7 @@ private:
     }
 
     void decode_video(const encoded_frame& f) {
+        if constexpr (sink::encoded_sink<Sink>) sink_.on_encoded(f);
         video_frame out;
         if (const auto ec = vdec_.decode(f, out)) {
             {
@@ -860,6 +861,7 @@ private:
             if constexpr (requires { adec_.decode_fec(f, out); }) ec = adec_.decode_fec(f, out);
             else return conceal_audio(false);
         } else {
+            if constexpr (sink::encoded_sink<Sink>) sink_.on_encoded(f);
             ec = adec_.decode(f, out);
         }
         if (ec) {

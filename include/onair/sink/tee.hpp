@@ -34,6 +34,11 @@ public:
         std::apply([&](auto&... s) { (s.on_audio(f), ...); }, sinks_);
     }
 
+    /// Encoded frames go to the members that take them.
+    void on_encoded(const encoded_frame& f) {
+        std::apply([&](auto&... s) { (encoded(s, f), ...); }, sinks_);
+    }
+
     /// The I-th sink.
     template <std::size_t I>
     auto& get() noexcept {
@@ -45,6 +50,10 @@ public:
     }
 
 private:
+    template <class T>
+    static void encoded(T& s, const encoded_frame& f) {
+        if constexpr (encoded_sink<T>) s.on_encoded(f);
+    }
     std::tuple<S...> sinks_;
 };
 
