@@ -5,11 +5,13 @@
 #include "common/edges.hpp"
 #include "common/room_session.hpp"
 #include "common/inputs.hpp"
+#include "common/recording.hpp"
 
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
 #include <onair/codec/vp9.hpp>
 #include <onair/host.hpp>
+#include <onair/media/recorder.hpp>
 
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
@@ -24,7 +26,7 @@ namespace {
 
 template <class Video>
 int publish(const command_line& cli) {
-    using host_type = onair::basic_host<onair::codec::av<Video, onair::codec::opus>>;
+    using host_type = onair::basic_host<onair::codec::av<Video, onair::codec::opus>, onair::transport::udp, onair::media::recorder&>;
     if (cli.has("relay") == cli.has("dispatch")) throw usage_error("give exactly one of --relay and --dispatch");
     const std::string stream = cli.require("stream");
     auto [w, h] = parse_size(cli.get("size", "640x360"));
@@ -40,6 +42,7 @@ int publish(const command_line& cli) {
     cfg.video.height = video.height();
     cfg.video.fps = video.fps();
     cfg.video.bitrate_kbps = kbps;
+    cfg.video.keyframe_interval_s = cli.number<int>("keyframe-interval", 10, 0, 3600);
     cfg.audio.channels = audio.channels();
     // Audio protection: RED blocks (0..2) and, with them, Opus in-band FEC.
     cfg.audio_redundancy = static_cast<std::size_t>(cli.number<int>("red", 0, 0, 2));
@@ -64,7 +67,15 @@ int publish(const command_line& cli) {
     }
     cfg.relay = relay;
     const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
-    host_type host(cfg, {}, io, local);
+    // --record: a local recording of what the encoders produce (before any network loss).
+    onair::media::recorder recording;
+    if (cli.has("record")) {
+        onair::media::recording_options ro = recording_options_for(cli.get("record"), "--record");
+        ro.video_codec = onair::media::video_format_of(Video::encoding_name);
+        if (const auto ec = recording.open(ro))
+            throw usage_error("--record " + cli.get("record") + ": " + (ec == onair::errc::unsupported ? "MP4 holds VP9 video only (use --video vp9 or a .webm file)" : ec.message()));
+    }
+    host_type host(cfg, recording, io, local);
     if (auto ec = host.start()) throw std::runtime_error("cannot start: " + ec.message());
     std::atomic<bool> stop{false};
     asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -83,6 +94,13 @@ int publish(const command_line& cli) {
         room.end();
     });
     net.join();
+    if (recording.is_open()) {
+        const auto rec = recording.stats();
+        const auto ec = recording.close();
+        std::printf("onair-host: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs%s%s\n", recording.options().path.c_str(),
+                    (unsigned long long)rec.video_frames, (unsigned long long)rec.audio_frames, rec.duration_s, ec ? " error=" : "",
+                    ec ? ec.message().c_str() : "");
+    }
     const auto s = host.stats();
     std::printf("onair-host: frames=%llu encoded=%llu dropped=%llu keyframes=%llu keyframe_requests=%llu packets=%llu "
                 "bytes=%llu retransmissions=%llu fec_packets=%llu reported_loss=%.3f published=%s\n",
@@ -130,7 +148,9 @@ int main(int argc, char** argv) {
                       {"control", "IP:PORT", "the relay's room service: log in and ask to publish there (with --token, --room)"},
                       {"token", "TOKEN", "room-service token (onair-token)"},
                       {"room", "NAME", "room to publish in"},
-                      {"role", "host|audience", "login role (default host)"}});
+                      {"role", "host|audience", "login role (default host)"},
+                      {"keyframe-interval", "SEC", "periodic key frame distance in seconds (default 10; 1 for 1 s HLS segments; 0: on request only)"},
+                      {"record", "FILE.webm|FILE.mp4", "also record the encoded stream locally (MP4: VP9 only)"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
         const std::string video = cli.get("video", "vp8");
         if (video == "vp8") return publish<onair::codec::vp8>(cli);

@@ -6,12 +6,14 @@
 #include "common/edges.hpp"
 #include "common/room_session.hpp"
 #include "common/json.hpp"
+#include "common/recording.hpp"
 #include "common/run_loop.hpp"
 
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
 #include <onair/codec/vp9.hpp>
 #include <onair/query_stream.hpp>
+#include <onair/media/recorder.hpp>
 #include <onair/sink/tee.hpp>
 #include <onair/sink/wav_writer.hpp>
 #include <onair/sink/y4m_writer.hpp>
@@ -31,8 +33,9 @@ namespace {
 
 template <class Video>
 int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint& relay, std::vector<asio::ip::udp::endpoint> fallbacks,
-         const std::string& stream, const std::string& ticket, const std::filesystem::path& out, double seconds, double stats_every) {
-    using sink_type = onair::sink::tee<onair::sink::y4m_writer, onair::sink::wav_writer>;
+         const std::string& stream, const std::string& ticket, const std::filesystem::path& out, double seconds, double stats_every,
+         onair::media::recorder& recording) {
+    using sink_type = onair::sink::tee<onair::sink::y4m_writer, onair::sink::wav_writer, onair::media::recorder&>;
     using viewer_type = onair::basic_viewer<onair::codec::av<Video, onair::codec::opus>, onair::transport::udp, sink_type>;
     typename viewer_type::config cfg;
     cfg.relay = relay;
@@ -40,7 +43,7 @@ int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint
     cfg.ticket = ticket;
     cfg.fallback_relays = std::move(fallbacks);
     const asio::ip::udp::endpoint local(relay.address().is_v6() ? asio::ip::udp::v6() : asio::ip::udp::v4(), 0);
-    viewer_type viewer(cfg, sink_type(onair::sink::y4m_writer(out / "video.y4m"), onair::sink::wav_writer(out / "audio.wav")),
+    viewer_type viewer(cfg, sink_type(onair::sink::y4m_writer(out / "video.y4m"), onair::sink::wav_writer(out / "audio.wav"), recording),
                        io, local);
     if (auto ec = viewer.start()) throw std::runtime_error("cannot start: " + ec.message());
 
@@ -60,6 +63,13 @@ int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint
     run_until_stopped(io, seconds, stats_every, print_line);
     io.restart();
     viewer.stop();
+    if (recording.is_open()) {
+        const auto rec = recording.stats();
+        const auto ec = recording.close();
+        std::printf("onair-viewer: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs%s%s\n",
+                    recording.options().path.c_str(), (unsigned long long)rec.video_frames, (unsigned long long)rec.audio_frames,
+                    rec.duration_s, ec ? " error=" : "", ec ? ec.message().c_str() : "");
+    }
     room.end();
     io.poll();
 
@@ -132,7 +142,8 @@ int main(int argc, char** argv) {
                       {"control", "IP:PORT", "the relay's room service: log in and ask to play there (with --token, --room)"},
                       {"token", "TOKEN", "room-service token (onair-token)"},
                       {"room", "NAME", "room to play in"},
-                      {"role", "host|audience", "login role (default audience)"}});
+                      {"role", "host|audience", "login role (default audience)"},
+                      {"record", "FILE.webm|FILE.mp4", "also record what is received, without decoding it again (MP4: VP9 only)"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
         if (cli.has("relay") == cli.has("dispatch")) throw usage_error("give exactly one of --relay and --dispatch");
         std::optional<asio::ip::udp::endpoint> chosen;
@@ -166,11 +177,20 @@ int main(int argc, char** argv) {
                          relay.address().to_string().c_str(), relay.port());
             return 1;
         }
+        onair::media::recorder recording;
+        if (cli.has("record")) {
+            onair::media::recording_options ro = recording_options_for(cli.get("record"), "--record");
+            ro.video = desc->video_ssrc != 0;
+            ro.audio = desc->audio_ssrc != 0;
+            ro.video_codec = onair::media::video_format_of(desc->video_codec);
+            if (const auto ec = recording.open(ro))
+                throw usage_error("--record " + cli.get("record") + ": " + (ec == onair::errc::unsupported ? "MP4 holds VP9 video only; this stream is " + desc->video_codec : ec.message()));
+        }
         const double left = seconds - std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         if (desc->video_codec == "VP8")
-            return play<onair::codec::vp8>(io, room, relay, fallbacks, media_stream, ticket, out, std::max(left, 0.1), stats_every);
+            return play<onair::codec::vp8>(io, room, relay, fallbacks, media_stream, ticket, out, std::max(left, 0.1), stats_every, recording);
         if (desc->video_codec == "VP9")
-            return play<onair::codec::vp9>(io, room, relay, fallbacks, media_stream, ticket, out, std::max(left, 0.1), stats_every);
+            return play<onair::codec::vp9>(io, room, relay, fallbacks, media_stream, ticket, out, std::max(left, 0.1), stats_every, recording);
         std::fprintf(stderr, "onair-viewer: stream '%s' uses video codec '%s', which this viewer cannot decode\n",
                      stream.c_str(), desc->video_codec.c_str());
         return 1;
