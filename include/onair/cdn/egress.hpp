@@ -246,6 +246,7 @@ private:
     }
 
     void finish(stream& s) {
+        s.il.flush([&](encoded_frame&& g) { live(s, g); });
         s.rec.close();
         s.webm.end([](Client& c) { c.close(); });
     }

@@ -4,9 +4,11 @@
 // writes each sample once; the bytes become one shared chunk that every client's queue
 // references, so a thousand clients cost a thousand queue entries, not a thousand copies.
 // A client that joins gets the header and the cluster in progress, which starts at the
-// latest key frame, and then the live chunks: its first picture is a key frame and it is
+// latest key frame (the muxer's since_keyframe()), and then the live chunks: its first picture is a key frame and it is
 // at most one GOP behind. While the cluster in progress did not begin at a key frame (the
 // stream is audio-first, or a key frame is awaited), new clients wait for the next one.
+// A GOP longer than a cluster (5 s) is several clusters: a joining client gets all of them
+// back to the key frame.
 //
 // Client: a handle with `bool send(std::shared_ptr<const std::vector<std::uint8_t>>)`
 // (false: the client is gone or too slow and was dropped) and `bool open() const`.
@@ -40,7 +42,11 @@ class live_webm {
     // The muxer writes into the chunk being built.
     struct chunk_output {
         std::vector<std::uint8_t>* buf = nullptr;
+        bool* key_cluster_opened = nullptr;
         void write(std::span<const std::uint8_t> b) { buf->insert(buf->end(), b.begin(), b.end()); }
+        void on_cluster_start(bool keyframe) {
+            if (keyframe) *key_cluster_opened = true;
+        }
     };
 
 public:
@@ -49,7 +55,7 @@ public:
     live_webm& operator=(const live_webm&) = delete;
 
     std::error_code start(const media::tracks& t) {
-        mux_.emplace(chunk_output{&pending_}, t, media::webm_mode::live);
+        mux_.emplace(chunk_output{&pending_, &key_opened_}, t, media::webm_mode::live);
         pending_.clear();
         if (const auto ec = mux_->start()) {
             mux_.reset();
@@ -57,8 +63,6 @@ public:
         }
         header_ = std::make_shared<const std::vector<std::uint8_t>>(pending_);
         pending_.clear();
-        key_cluster_ = false;
-        video_ = t.video.has_value();
         return {};
     }
 
@@ -66,17 +70,15 @@ public:
 
     void push(const media::sample& s) {
         if (!mux_) return;
-        const auto clusters = mux_->stats().clusters;
         pending_.clear();
+        key_opened_ = false;
         if (mux_->write(s)) return;
-        if (mux_->stats().clusters != clusters) {
-            // This sample opened a cluster: the chunk starts with it. Waiting clients join here.
-            key_cluster_ = !video_ || (s.kind == media_kind::video && s.keyframe);
-            if (key_cluster_) {
-                for (auto& c : waiting_)
-                    if (c.open() && c.send(header_)) clients_.push_back(std::move(c));
-                waiting_.clear();
-            }
+        if (key_opened_) {
+            // This sample opened a cluster a player can start at, and the chunk starts with
+            // it: waiting clients join here.
+            for (auto& c : waiting_)
+                if (c.open() && c.send(header_)) clients_.push_back(std::move(c));
+            waiting_.clear();
         }
         if (pending_.empty()) return;
         auto chunk = std::make_shared<const std::vector<std::uint8_t>>(std::move(pending_));
@@ -93,13 +95,13 @@ public:
     /// A new client: served from the latest key frame at once, or from the next one.
     void add(Client c) {
         ++stats_.clients_joined;
-        if (!mux_ || !key_cluster_) {
+        const auto gop = mux_ ? mux_->since_keyframe() : std::span<const std::uint8_t>{};
+        if (gop.empty()) {
             waiting_.push_back(std::move(c));
             return;
         }
-        const auto cluster = mux_->current_cluster();
         if (!c.send(header_)) return;
-        if (!cluster.empty() && !c.send(std::make_shared<const std::vector<std::uint8_t>>(cluster.begin(), cluster.end()))) return;
+        if (!c.send(std::make_shared<const std::vector<std::uint8_t>>(gop.begin(), gop.end()))) return;
         clients_.push_back(std::move(c));
     }
 
@@ -121,8 +123,7 @@ private:
     std::shared_ptr<const std::vector<std::uint8_t>> header_;
     std::vector<Client> clients_;
     std::vector<Client> waiting_;
-    bool key_cluster_ = false;
-    bool video_ = false;
+    bool key_opened_ = false;
     live_webm_stats stats_;
 };
 
