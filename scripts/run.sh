@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake g++ make pkg-config libasio-dev libopus-dev libvpx-dev doctest-dev libbenchmark-dev nlohmann-json3-dev libssl-dev ffmpeg)
+packages=(cmake g++ make pkg-config libasio-dev libopus-dev libvpx-dev doctest-dev libbenchmark-dev nlohmann-json3-dev libssl-dev ffmpeg libwebm-dev nginx chromium)
 
 missing=()
 for p in "${packages[@]}"; do

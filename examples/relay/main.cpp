@@ -8,9 +8,13 @@
 // service granted (publish and play are asked for on the control plane). With
 // --forward STREAM=IP:PORT it also pushes that stream as plain RTP (video to PORT, audio
 // to PORT+2) and, with --sdp FILE, writes an SDP file ffmpeg/ffplay/GStreamer can open.
+// With --http IP:PORT it is also a CDN origin (live WebM, HLS; examples/cdn puts nginx in
+// front), and it records streams to --record-dir: --record STREAM=webm|mp4 from the start,
+// or at run time over HTTP (POST /record/STREAM, with --record-token-file).
 #include "common/cli.hpp"
 #include "common/run_loop.hpp"
 
+#include <onair/cdn/http_egress.hpp>
 #include <onair/control/media_binding.hpp>
 #include <onair/control/room_service.hpp>
 #include <onair/dispatch/node_agent.hpp>
@@ -67,6 +71,10 @@ int main(int argc, char** argv) {
                       {"via", "NODE=IP:PORT", "reach peer NODE's media at this address instead of the one it advertises", true},
                       {"probe-via", "NODE=IP:PORT", "probe peer NODE at this address instead of the one it advertises", true},
                       {"pull", "STREAM=IP:PORT[,IP:PORT...]", "pull STREAM from these relay nodes (the next hop first) when it is played here", true},
+                      {"http", "IP:PORT", "serve live WebM, HLS and recording control over HTTP on this TCP address (port 0 picks one)"},
+                      {"record", "STREAM=webm|mp4", "record STREAM whenever it is live here (one file per stream and session)", true},
+                      {"record-dir", "DIR", "where recordings go (default: the current directory)"},
+                      {"record-token-file", "FILE", "bearer token that POST /record/... requests must carry (default: no HTTP control)"},
                       {"seconds", "N", "stop after N seconds (default: run until SIGINT/SIGTERM)"},
                       {"stats-every", "SEC", "print a statistics line every SEC seconds"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
@@ -137,10 +145,56 @@ int main(int argc, char** argv) {
         onair::relay::cascade policy(std::move(cascade_cfg));
         for (const auto& [name, t] : forwards) policy.forwarding().add_forward(name, t.video, t.audio);
 
-        onair::basic_relay_node<onair::transport::udp, onair::relay::cascade> node(std::move(policy), {}, {}, io, listen);
+        // The egress sees every packet the node accepts: recordings, live WebM and HLS.
+        onair::cdn::egress_config egress_cfg;
+        egress_cfg.record_dir = cli.get("record-dir", ".");
+        if (!std::filesystem::is_directory(egress_cfg.record_dir))
+            throw usage_error("--record-dir: no directory " + egress_cfg.record_dir.string());
+        onair::cdn::egress egress(egress_cfg);
+        for (const auto& r : cli.all("record")) {
+            const auto eq = r.find('=');
+            const auto format = eq == std::string::npos ? std::nullopt : onair::media::container_of(r.substr(eq + 1));
+            if (!format || eq == 0 || egress.start_recording(r.substr(0, eq), *format))
+                throw usage_error("--record: expected STREAM=webm|mp4 (one per stream), got '" + r + "'");
+        }
+        onair::cdn::http_egress_config hc;
+        if (cli.has("record-token-file")) hc.record_token = read_secret_file(cli.get("record-token-file"), "--record-token-file");
+
+        onair::basic_relay_node<onair::transport::udp, onair::relay::cascade, onair::cdn::egress&> node(std::move(policy), egress, {}, io, listen);
         node.start();
         std::printf("onair-relay: listening on %s:%u\n", node.local_endpoint().address().to_string().c_str(),
                     node.local_endpoint().port());
+        std::unique_ptr<onair::http::server> http;
+        if (cli.has("http")) {
+            const auto ep = parse_endpoint(cli.get("http"), "--http");
+            http = std::make_unique<onair::http::server>(io.get_executor(), asio::ip::tcp::endpoint(ep.address(), ep.port()),
+                                                         onair::http::server_config{},
+                                                         [&](const onair::http::request& req, onair::http::response& res) {
+                                                             onair::cdn::serve(egress, hc, req, res);
+                                                         });
+            http->start();
+            std::printf("onair-relay: http on %s:%u\n", ep.address().to_string().c_str(), http->local_endpoint().port());
+        }
+        auto print_recordings = [&] {
+            const auto done = egress.take_finished();
+            for (const auto& r : done)
+                std::printf("onair-relay: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs\n", r.path.c_str(),
+                            (unsigned long long)r.stats.video_frames, (unsigned long long)r.stats.audio_frames, r.stats.duration_s);
+            if (!done.empty()) std::fflush(stdout);
+        };
+        // The egress's clock: due video frames out, silent streams ended.
+        asio::steady_timer egress_timer(io);
+        std::function<void()> egress_tick = [&] {
+            egress_timer.expires_after(std::chrono::milliseconds(20));
+            egress_timer.async_wait([&](std::error_code e) {
+                if (e) return;
+                egress.tick();
+                print_recordings();
+                egress_tick();
+            });
+        };
+        egress_tick();
+        std::fflush(stdout);
 
         // The room service: its own io_context and thread; grants reach the media thread by post.
         asio::io_context control_io(1);
@@ -261,6 +315,10 @@ int main(int argc, char** argv) {
             control_thread.join();
             rooms->stop();
         }
+        egress_timer.cancel();
+        if (http) http->stop();
+        egress.stop(); // finalises recordings
+        print_recordings();
         report();
         return 0;
     });

@@ -182,7 +182,7 @@ public:
     /// Constructs the transport in place from `transport_args`.
     template <class... Args>
     basic_host(config cfg, Sink sink, Args&&... transport_args)
-        : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
+        : transport_(std::forward<Args>(transport_args)...), sink_(std::forward<Sink>(sink)), cfg_(std::move(cfg)),
           hello_timer_(transport_.get_executor()), report_timer_(transport_.get_executor()),
           pace_timer_(transport_.get_executor()), video_cache_(cfg_.retransmission_packets), audio_cache_(cfg_.audio_retransmission_packets),
           red_(cfg_.audio_redundancy), fec_(fec_config(cfg_, 0, 0)),

@@ -57,7 +57,7 @@ public:
     /// Constructs the transport in place from `args` (e.g. io_context and bind endpoint).
     template <class... Args>
     basic_relay_node(Relay relay, Sink sink, relay_node_config cfg, Args&&... args)
-        : transport_(std::forward<Args>(args)...), relay_(std::move(relay)), sink_(std::move(sink)),
+        : transport_(std::forward<Args>(args)...), relay_(std::move(relay)), sink_(std::forward<Sink>(sink)),
           cfg_(cfg), timer_(transport_.get_executor()) {}
 
     template <class... Args>

@@ -169,7 +169,7 @@ public:
 
     template <class... Args>
     basic_viewer(config cfg, Sink sink, Args&&... transport_args)
-        : transport_(std::forward<Args>(transport_args)...), sink_(std::move(sink)), cfg_(std::move(cfg)),
+        : transport_(std::forward<Args>(transport_args)...), sink_(std::forward<Sink>(sink)), cfg_(std::move(cfg)),
           hello_timer_(transport_.get_executor()), nack_timer_(transport_.get_executor()),
           report_timer_(transport_.get_executor()), video_timer_(transport_.get_executor()),
           audio_timer_(transport_.get_executor()), ssrc_(detail::random_u32()), vdepack_(video_limits()), nack_(cfg_.nack), anack_(cfg_.audio_nack), fbuf_(cfg_.video_buffer), ajb_(audio_config(cfg_.audio_buffer)) {}

@@ -107,13 +107,19 @@ public:
         auto r = recordings_.find(name);
         if (r == recordings_.end()) return std::nullopt;
         recording_info info = info_of(name, r->second);
-        if (auto it = streams_.find(name); it != streams_.end()) {
+        if (auto it = streams_.find(name); it != streams_.end() && it->second->rec.is_open()) {
+            info.started = it->second->rec.started();
             it->second->rec.close();
             info.stats = it->second->rec.stats();
+            if (info.started) finished_.push_back(info);
         }
         recordings_.erase(r);
         return info;
     }
+
+    /// Recordings whose files were finalised since the last call (stopped, their stream
+    /// ended, or the node stops), with their final counts.
+    std::vector<recording_info> take_finished() { return std::exchange(finished_, {}); }
 
     std::vector<recording_info> recordings() const {
         std::vector<recording_info> out;
@@ -247,7 +253,19 @@ private:
 
     void finish(stream& s) {
         s.il.flush([&](encoded_frame&& g) { live(s, g); });
-        s.rec.close();
+        if (s.rec.is_open()) {
+            const bool started = s.rec.started();
+            s.rec.close();
+            if (started) {
+                recording_info info;
+                info.stream = s.frames.description().name;
+                info.path = s.rec.options().path;
+                info.format = s.rec.options().format;
+                info.started = true;
+                info.stats = s.rec.stats();
+                finished_.push_back(std::move(info));
+            }
+        }
         s.webm.end([](Client& c) { c.close(); });
     }
 
@@ -278,6 +296,7 @@ private:
     egress_config cfg_;
     std::map<std::string, std::unique_ptr<stream>> streams_;
     std::map<std::string, recording_request> recordings_;
+    std::vector<recording_info> finished_;
 };
 
 } // namespace onair::cdn

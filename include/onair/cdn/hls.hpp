@@ -1,7 +1,7 @@
 // onair — HLS packaging of one live stream: fMP4 segments (VP9 + Opus) in a sliding window.
 //
 // Segments start at video key frames: a segment is cut at the first key frame at least
-// `target` (1 s) after the segment's start, so 1 s segments need a publisher key frame at
+// 90 % of `target` (1 s) after the segment's start, so 1 s segments need a publisher key frame at
 // least every second (onair-host --keyframe-interval); with longer GOPs segments are as
 // long as the GOP. An audio-only stream is cut every `target`. The playlist (RFC 8216,
 // version 7 for EXT-X-MAP) lists the last `window` segments; two more are kept so a client
@@ -79,7 +79,9 @@ public:
         if (!segment_start_) {
             if (!boundary) return; // the first segment starts at a key frame
             segment_start_ = s.pts_us;
-        } else if (boundary && s.pts_us - *segment_start_ >= cfg_.target.count()) {
+        } else if (boundary && s.pts_us - *segment_start_ >= cfg_.target.count() * 9 / 10) {
+            // 90 %: key frames a GOP apart measure a little under the target on capture
+            // clocks; waiting for the next one would double the segment.
             cut(s.pts_us);
         }
         if (mux_->add(s)) ++stats_.dropped;

@@ -115,7 +115,7 @@ inline std::optional<std::string> percent_decode(std::string_view in, bool plus_
 /// One parsed request. The path is percent-decoded and safe to map onto names: it starts
 /// with '/', holds no NUL and no ".." segment. The query is as sent (see query_param()).
 struct request {
-    http::method method = method::get;
+    http::method method = http::method::get;
     int minor_version = 1;    ///< HTTP/1.<minor>: 0 or 1
     std::string target;       ///< the request target as sent
     std::string path;         ///< decoded path
@@ -202,7 +202,9 @@ public:
         pending_ = request{};
         in_body_ = false;
         body_left_ = 0;
-        scan_ = lines_ = 0;
+        scan_ = lines_ = hosts_ = 0;
+        content_length_.reset();
+        chunked_ = other_coding_ = conn_close_ = conn_keep_alive_ = false;
         expect_continue_ = continue_asked_ = want_continue_ = false;
         started_ = begin_ != end_;
         return status::request;
@@ -221,6 +223,8 @@ public:
     bool started() const noexcept { return started_; }
     std::size_t buffered() const noexcept { return end_ - begin_; }
     int error_status() const noexcept { return error_status_; }
+    /// The error is the method (405 for a standard one not served, 501 for others).
+    bool method_refused() const noexcept { return method_refused_; }
     std::string_view error_detail() const noexcept { return error_detail_; }
     const parser_limits& limits() const noexcept { return limits_; }
 
@@ -232,13 +236,14 @@ private:
         return status::error;
     }
 
-    // Finds the end of the head (scanning only what is new since the last call), then
-    // parses it into pending_. Positions are relative to begin_, which prepare() may move.
+    // Scans what is new since the last call line by line, parsing each line as it
+    // completes, so garbage is refused as soon as its first line (or first bytes) show it.
+    // Positions are relative to begin_, which prepare() may move.
     status scan_head() {
         for (;;) {
             const std::size_t have = end_ - begin_;
-            if (scan_ >= have) break;
             const char* base = buf_.data() + begin_;
+            if (scan_ >= have) break;
             const auto* nl = static_cast<const char*>(std::memchr(base + scan_, '\n', have - scan_));
             if (!nl) {
                 scan_ = have;
@@ -247,43 +252,40 @@ private:
             const std::size_t eol = static_cast<std::size_t>(nl - base);
             std::size_t len = eol - line_start_;
             if (len > 0 && base[eol - 1] == '\r') --len;
+            const std::string_view line(base + line_start_, len);
             scan_ = eol + 1;
+            if (scan_ > limits_.max_header_bytes)
+                return lines_ == 0 ? fail(414, "request line too long") : fail(431, "request header fields too large");
             if (len == 0) {
                 if (lines_ == 0) { // RFC 9112 2.2: empty lines before a request line are ignored
                     begin_ += scan_;
                     scan_ = line_start_ = 0;
                     continue;
                 }
-                if (scan_ > limits_.max_header_bytes) return fail(431, "request header fields too large");
-                const std::size_t head = scan_;
-                const auto st = parse_head({base, head});
-                if (st == status::error) return st;
-                begin_ += head;
+                if (const auto st = finish_head(); st == status::error) return st;
+                begin_ += scan_;
                 scan_ = line_start_ = 0;
                 return status::request;
             }
             if (++lines_ > limits_.max_header_lines) return fail(431, "too many header fields");
+            if (const auto st = lines_ == 1 ? parse_request_line(line) : parse_field(line); st == status::error) return st;
             line_start_ = scan_;
         }
-        if (end_ - begin_ > limits_.max_header_bytes)
+        const std::size_t have = end_ - begin_;
+        if (have > limits_.max_header_bytes)
             return lines_ == 0 ? fail(414, "request line too long") : fail(431, "request header fields too large");
+        if (lines_ == 0) { // the method so far must be a token: binary garbage is refused at once
+            std::string_view partial(buf_.data() + begin_, have);
+            partial = partial.substr(0, partial.find(' '));
+            if (!partial.empty() && partial.back() == '\r') partial.remove_suffix(1);
+            if (!std::all_of(partial.begin(), partial.end(), detail::is_tchar)) return fail(400, "malformed request line");
+        }
         return status::need_more;
     }
 
-    status parse_head(std::string_view head) {
-        std::vector<std::string_view> lines;
-        while (!head.empty()) {
-            const std::size_t nl = head.find('\n');
-            std::string_view line = head.substr(0, nl);
-            if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-            if (line.empty()) break;
-            lines.push_back(line);
-            head.remove_prefix(nl + 1);
-        }
+    // Request line: method SP target SP version, single spaces.
+    status parse_request_line(std::string_view rl) {
         request& r = pending_;
-
-        // Request line: method SP target SP version, single spaces.
-        const std::string_view rl = lines.front();
         const std::size_t sp1 = rl.find(' ');
         const std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : rl.find(' ', sp1 + 1);
         if (sp2 == std::string_view::npos || rl.find(' ', sp2 + 1) != std::string_view::npos)
@@ -299,52 +301,54 @@ private:
         if (m == "GET") r.method = method::get;
         else if (m == "HEAD") r.method = method::head;
         else if (m == "POST") r.method = method::post;
-        else if (m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "PATCH" || m == "TRACE" || m == "CONNECT")
-            return fail(405, "method not allowed");
-        else return fail(501, "method not implemented");
-
-        if (const auto st = parse_target(target); st == status::error) return st;
-
-        // Header fields.
-        std::size_t hosts = 0;
-        std::optional<std::uint64_t> content_length;
-        bool chunked = false, other_coding = false, conn_close = false, conn_keep_alive = false;
-        for (std::size_t i = 1; i < lines.size(); ++i) {
-            const std::string_view line = lines[i];
-            if (line.front() == ' ' || line.front() == '\t') return fail(400, "obsolete line folding");
-            const std::size_t colon = line.find(':');
-            if (colon == 0 || colon == std::string_view::npos) return fail(400, "malformed header field");
-            const std::string_view name = line.substr(0, colon);
-            if (!std::all_of(name.begin(), name.end(), detail::is_tchar)) return fail(400, "malformed header field name");
-            const std::string_view value = detail::trim_ows(line.substr(colon + 1));
-            for (const char c : value)
-                if (detail::is_ctl(c) && c != '\t') return fail(400, "control character in a header field");
-            if (iequals(name, "host")) {
-                ++hosts;
-            } else if (iequals(name, "content-length")) {
-                if (value.empty() || value.size() > 18 || !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
-                    return fail(400, "malformed Content-Length");
-                std::uint64_t n = 0;
-                for (const char c : value) n = n * 10 + static_cast<std::uint64_t>(c - '0');
-                if (content_length && *content_length != n) return fail(400, "conflicting Content-Length");
-                content_length = n;
-            } else if (iequals(name, "transfer-encoding")) {
-                (iequals(value, "chunked") ? chunked : other_coding) = true;
-            } else if (iequals(name, "connection")) {
-                conn_close = conn_close || detail::has_token(value, "close");
-                conn_keep_alive = conn_keep_alive || detail::has_token(value, "keep-alive");
-            } else if (iequals(name, "expect")) {
-                expect_continue_ = iequals(value, "100-continue");
-            }
-            r.headers.push_back({std::string(name), std::string(value)});
+        else {
+            method_refused_ = true;
+            if (m == "PUT" || m == "DELETE" || m == "OPTIONS" || m == "PATCH" || m == "TRACE" || m == "CONNECT")
+                return fail(405, "method not allowed");
+            return fail(501, "method not implemented");
         }
-        if (hosts > 1 || (hosts == 0 && r.minor_version == 1)) return fail(400, "an HTTP/1.1 request needs one Host");
+        return parse_target(target);
+    }
+
+    status parse_field(std::string_view line) {
+        if (line.front() == ' ' || line.front() == '\t') return fail(400, "obsolete line folding");
+        const std::size_t colon = line.find(':');
+        if (colon == 0 || colon == std::string_view::npos) return fail(400, "malformed header field");
+        const std::string_view name = line.substr(0, colon);
+        if (!std::all_of(name.begin(), name.end(), detail::is_tchar)) return fail(400, "malformed header field name");
+        const std::string_view value = detail::trim_ows(line.substr(colon + 1));
+        for (const char c : value)
+            if (detail::is_ctl(c) && c != '\t') return fail(400, "control character in a header field");
+        if (iequals(name, "host")) {
+            ++hosts_;
+        } else if (iequals(name, "content-length")) {
+            if (value.empty() || value.size() > 18 || !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
+                return fail(400, "malformed Content-Length");
+            std::uint64_t n = 0;
+            for (const char c : value) n = n * 10 + static_cast<std::uint64_t>(c - '0');
+            if (content_length_ && *content_length_ != n) return fail(400, "conflicting Content-Length");
+            content_length_ = n;
+        } else if (iequals(name, "transfer-encoding")) {
+            (iequals(value, "chunked") ? chunked_ : other_coding_) = true;
+        } else if (iequals(name, "connection")) {
+            conn_close_ = conn_close_ || detail::has_token(value, "close");
+            conn_keep_alive_ = conn_keep_alive_ || detail::has_token(value, "keep-alive");
+        } else if (iequals(name, "expect")) {
+            expect_continue_ = iequals(value, "100-continue");
+        }
+        pending_.headers.push_back({std::string(name), std::string(value)});
+        return status::request;
+    }
+
+    status finish_head() {
+        request& r = pending_;
+        if (hosts_ > 1 || (hosts_ == 0 && r.minor_version == 1)) return fail(400, "an HTTP/1.1 request needs one Host");
         // Only Content-Length bodies: a length is what lets a small bound be enforced up front.
-        if (other_coding) return fail(501, "transfer coding not implemented");
-        if (chunked) return fail(411, "length required");
-        if (content_length && *content_length > limits_.max_body_bytes) return fail(413, "content too large");
-        r.keep_alive = r.minor_version == 1 ? !conn_close : (conn_keep_alive && !conn_close);
-        body_left_ = content_length.value_or(0);
+        if (other_coding_) return fail(501, "transfer coding not implemented");
+        if (chunked_) return fail(411, "length required");
+        if (content_length_ && *content_length_ > limits_.max_body_bytes) return fail(413, "content too large");
+        r.keep_alive = r.minor_version == 1 ? !conn_close_ : (conn_keep_alive_ && !conn_close_);
+        body_left_ = content_length_.value_or(0);
         if (body_left_ == 0) expect_continue_ = false;
         in_body_ = true;
         return status::request;
@@ -390,10 +394,14 @@ private:
     std::size_t begin_ = 0, end_ = 0;
     std::size_t scan_ = 0, line_start_ = 0, lines_ = 0; ///< head scanning, relative to begin_
     std::uint64_t body_left_ = 0;
-    request pending_;
+    request pending_; ///< the request whose head or body is coming
+    // What the head so far says.
+    std::size_t hosts_ = 0;
+    std::optional<std::uint64_t> content_length_;
+    bool chunked_ = false, other_coding_ = false, conn_close_ = false, conn_keep_alive_ = false;
     int error_status_ = 0;
     std::string_view error_detail_;
-    bool in_body_ = false, failed_ = false, started_ = false;
+    bool in_body_ = false, failed_ = false, started_ = false, method_refused_ = false;
     bool expect_continue_ = false, continue_asked_ = false, want_continue_ = false;
 };
 
