@@ -64,8 +64,8 @@ int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint
     io.restart();
     viewer.stop();
     if (recording.is_open()) {
-        const auto rec = recording.stats();
         const auto ec = recording.close();
+        const auto rec = recording.stats();
         std::printf("onair-viewer: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs%s%s\n",
                     recording.options().path.c_str(), (unsigned long long)rec.video_frames, (unsigned long long)rec.audio_frames,
                     rec.duration_s, ec ? " error=" : "", ec ? ec.message().c_str() : "");

@@ -21,6 +21,7 @@
 #include "onair/media/interleaver.hpp"
 #include "onair/media/recorder.hpp"
 #include "onair/media/rtp_frames.hpp"
+#include "onair/media/timeline.hpp"
 #include "onair/rtp/packet.hpp"
 #include "onair/rtp/session_message.hpp"
 
@@ -185,7 +186,7 @@ private:
         hls_packager hls;
         bool hls_refused = false;
         bool live_started = false;
-        timestamp origin{};
+        media::timeline times;
         int audio_channels = 2;
         media::recorder rec;
         clock::time_point last_packet{};
@@ -238,14 +239,15 @@ private:
             }
             if (s.webm.start(t)) return;
             if (const auto ec = s.hls.start(t)) s.hls_refused = ec == errc::unsupported;
-            s.origin = f.capture_time;
+            s.times.start(f.capture_time);
             s.live_started = true;
         }
-        if (f.capture_time < s.origin) return;
+        const auto pts = s.times.place(f);
+        if (!pts) return;
         media::sample smp;
         smp.kind = f.kind;
         smp.keyframe = video ? f.keyframe : true;
-        smp.pts_us = std::chrono::duration_cast<std::chrono::microseconds>(f.capture_time - s.origin).count();
+        smp.pts_us = *pts;
         smp.data = f.bytes();
         s.webm.push(smp);
         s.hls.push(smp);

@@ -179,10 +179,11 @@ struct http_connection : std::enable_shared_from_this<http_connection> {
 
 } // namespace detail
 
-/// A streaming response: the application pushes chunks to one client.
+/// A streaming response: the application pushes chunks to one client. send() queues and
+/// returns at once; it never blocks and never calls back into the application.
 ///
-/// Everything here runs on the server's executor thread. send() queues and returns at once;
-/// it never blocks and never calls back into the application.
+/// Thread safety: every call on the server's executor thread. A stream may outlive its
+/// connection and its server; it is then closed and send() returns false.
 class stream {
     struct key {};
 
@@ -225,6 +226,8 @@ private:
 ///
 /// The server owns the framing: Content-Length, Transfer-Encoding and Connection set in
 /// `headers` are ignored, and so is any header whose name or value could break the head.
+///
+/// Thread safety: the handler's to fill, on the executor thread, during its call.
 class response {
 public:
     int status = 200;                ///< 200..599
@@ -267,6 +270,9 @@ private:
 ///           }
 ///       });
 ///   srv.start();
+///
+/// The constructor binds and listens (throwing std::system_error if it cannot), so
+/// local_endpoint() is known before start(); port 0 picks an ephemeral port.
 ///
 /// Thread safety: construct, start(), stop(), stats() and every stream on the executor's
 /// thread (or before it runs); the handler and on_close callbacks run there. Destroy the

@@ -5,8 +5,9 @@
 // decoding. The file starts at the first video key frame (its resolution and codec, read
 // from the bitstream, make the header; audio captured before it is left out, so both
 // tracks start within one audio frame of each other); an audio-only recording starts at
-// its first frame. Timestamps are capture times, relative to that start. Frames go through
-// an interleaver so blocks are in capture order across tracks.
+// its first frame. Timestamps are capture times, relative to that start (media::timeline
+// keeps audio continuous and video times distinct). Frames go through an interleaver so
+// blocks are in capture order across tracks.
 //
 // Files are playable after a crash: the writers put out whole clusters/fragments (one per
 // key frame, at most 1 s) and flush each. close() finalises (WebM: cues, duration and
@@ -20,6 +21,7 @@
 #include "onair/core/media_frame.hpp"
 #include "onair/media/interleaver.hpp"
 #include "onair/media/mp4_muxer.hpp"
+#include "onair/media/timeline.hpp"
 #include "onair/media/tracks.hpp"
 #include "onair/media/webm_muxer.hpp"
 
@@ -134,14 +136,15 @@ private:
             ++stats_.waiting;
             return;
         }
-        if (f.capture_time < origin_) {
+        const auto pts = timeline_.place(f);
+        if (!pts) {
             ++stats_.waiting;
             return;
         }
         sample s;
         s.kind = f.kind;
         s.keyframe = video ? f.keyframe : true;
-        s.pts_us = std::chrono::duration_cast<std::chrono::microseconds>(f.capture_time - origin_).count();
+        s.pts_us = *pts;
         s.data = f.bytes();
         const std::error_code ec = opts_.format == container::webm ? webm_.write(s) : mp4_.write(s);
         if (ec) {
@@ -174,7 +177,7 @@ private:
             open_ = false; // nothing will ever be written
             return false;
         }
-        origin_ = f.capture_time;
+        timeline_.start(f.capture_time);
         started_ = true;
         return true;
     }
@@ -184,7 +187,7 @@ private:
     webm_file_writer webm_;
     mp4_file_writer mp4_;
     recorder_stats stats_;
-    timestamp origin_{};
+    timeline timeline_;
     int audio_channels_ = 2;
     bool open_ = false;
     bool started_ = false;
