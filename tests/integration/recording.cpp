@@ -211,14 +211,14 @@ TEST_SUITE("integration.recording") {
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
 
         // Without the token: refused. With it: started.
-        CHECK(http_request(http_port, "POST", "/record/cam?format=mp4").status == 401);
-        const auto started = http_request(http_port, "POST", "/record/cam?format=mp4", {{"Authorization", "Bearer s3cret-record-token"}});
+        CHECK(http_call(http_port, "POST", "/record/cam?format=mp4").status == 401);
+        const auto started = http_call(http_port, "POST", "/record/cam?format=mp4", {{"Authorization", "Bearer s3cret-record-token"}});
         REQUIRE(started.status == 200);
         CHECK(started.body.find("\"format\":\"mp4\"") != std::string::npos);
         // A second recording of the same stream at once: conflict.
-        CHECK(http_request(http_port, "POST", "/record/cam?format=webm", {{"Authorization", "Bearer s3cret-record-token"}}).status == 409);
+        CHECK(http_call(http_port, "POST", "/record/cam?format=webm", {{"Authorization", "Bearer s3cret-record-token"}}).status == 409);
         std::this_thread::sleep_for(std::chrono::seconds(4));
-        const auto stopped = http_request(http_port, "POST", "/record/cam/stop", {{"Authorization", "Bearer s3cret-record-token"}});
+        const auto stopped = http_call(http_port, "POST", "/record/cam/stop", {{"Authorization", "Bearer s3cret-record-token"}});
         REQUIRE(stopped.status == 200);
         const double relay_duration = number_after(stopped.body, "\"duration_s\":");
         const long relay_frames = static_cast<long>(number_after(stopped.body, "\"video_frames\":"));

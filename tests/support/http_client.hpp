@@ -1,6 +1,8 @@
-// Test support: a blocking HTTP/1.1 client for loopback servers (one request per
-// connection, Connection: close), with chunked bodies decoded.
+// Test support: one HTTP/1.1 request of any method to a loopback server (Connection:
+// close), with chunked bodies decoded; support/http.hpp has the GET-only streaming client.
 #pragma once
+
+#include "support/http.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -63,16 +65,6 @@ inline int http_connect(unsigned short port, std::chrono::milliseconds timeout =
     return fd;
 }
 
-inline bool send_all(int fd, const std::string& s) {
-    std::size_t sent = 0;
-    while (sent < s.size()) {
-        const auto n = ::send(fd, s.data() + sent, s.size() - sent, MSG_NOSIGNAL);
-        if (n <= 0) return false;
-        sent += static_cast<std::size_t>(n);
-    }
-    return true;
-}
-
 /// Parses a whole response (status line, headers, body; chunked decoded).
 inline http_reply parse_reply(const std::string& raw) {
     http_reply r;
@@ -98,7 +90,7 @@ inline http_reply parse_reply(const std::string& raw) {
 }
 
 /// One request, read until the server closes (or the timeout).
-inline http_reply http_request(unsigned short port, const std::string& method, const std::string& target,
+inline http_reply http_call(unsigned short port, const std::string& method, const std::string& target,
                                const std::vector<std::pair<std::string, std::string>>& headers = {},
                                std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     const int fd = http_connect(port, timeout);
