@@ -72,6 +72,7 @@ public:
         return status_;
     }
     void signal(int sig) { ::kill(pid_, sig); }
+    pid_t pid() const { return pid_; }
 
     std::string out() const { return read_file(out_); }
     std::string err() const { return read_file(err_); }
