@@ -116,24 +116,30 @@ TEST_SUITE("integration.cdn") {
         CHECK(http_call(nginx.port(), "GET", "/live/nobody/index.m3u8").status == 404);
     }
 
-    TEST_CASE("headless Chromium plays the live WebM from nginx in a <video> element") {
+    TEST_CASE("headless Chromium plays the live WebM and the HLS stream from nginx in a <video> element") {
         if (!nginx_instance::available() || !chromium::available()) {
             MESSAGE("nginx or chromium not installed: skipped");
             return;
         }
         const auto dir = scratch_dir("cdn_chromium");
-        origin o(dir, "vp8", 40);
+        origin o(dir, "vp9", 60);
         nginx_instance nginx(dir / "nginx", {o.http});
-        report_listener listener;
-        std::string log;
-        const auto report = browse_and_report(player_url(nginx.port(), "/live/cam.webm", listener.url(), 6), listener, dir, 40s, &log);
-        REQUIRE_MESSAGE(report, "no report from the page; chromium said: " << log.substr(0, 3000) << "\n" << nginx.diagnostics());
-        INFO(describe(*report));
-        CHECK(report_number(*report, "err") == 0);
-        CHECK(report_number(*report, "w") == 320);
-        CHECK(report_number(*report, "h") == 240);
-        // currentTime advanced: at least 2 s of the 6 the page watched.
-        CHECK(report_number(*report, "t1") - report_number(*report, "t0") >= 2.0);
+        for (const std::string src : {"/live/cam.webm", "/live/cam/index.m3u8"}) {
+            report_listener listener;
+            std::string log;
+            const auto report = browse_and_report(player_url(nginx.port(), src, listener.url(), 6), listener, dir, 40s, &log);
+            REQUIRE_MESSAGE(report, src << ": no report from the page; chromium said: " << log.substr(0, 3000) << "\n" << nginx.diagnostics());
+            INFO(src << ": " << describe(*report));
+            if (src.ends_with(".m3u8") && report_text(*report, "canplay_hls").empty()) {
+                MESSAGE("this Chromium does not play HLS natively: HLS checked with ffmpeg only");
+                continue;
+            }
+            CHECK(report_number(*report, "err") == 0);
+            CHECK(report_number(*report, "w") == 320);
+            CHECK(report_number(*report, "h") == 240);
+            // currentTime advanced: at least 2 s of the 6 the page watched.
+            CHECK(report_number(*report, "t1") - report_number(*report, "t0") >= 2.0);
+        }
     }
 
     TEST_CASE("bad HTTP input never stalls other clients or the media path") {

@@ -194,7 +194,7 @@ TEST_SUITE("integration.recording") {
         CHECK(capture("ffmpeg -nostdin -v error -ss 3 -i '" + (dir / "host.webm").string() + "' -frames:v 1 -f null - 2>&1").empty());
     }
 
-    TEST_CASE("VP9 + Opus to fragmented MP4, started and stopped over HTTP on the relay; VP8 in MP4 refused") {
+    TEST_CASE("VP9 + Opus to fragmented MP4 on the host, a viewer and the relay (started and stopped over HTTP); VP8 in MP4 refused") {
         if (!have("ffprobe") || !have("ffmpeg")) {
             MESSAGE("ffmpeg/ffprobe not installed: skipped");
             return;
@@ -208,6 +208,9 @@ TEST_SUITE("integration.recording") {
         REQUIRE(http_port != 0);
         process host(host_args(relay.address(), "vp9", 7) + std::vector<std::string>{"--record", (dir / "host.mp4").string()}, dir, "host");
         REQUIRE_FALSE(output_match(host, "(publishing)").empty());
+        process viewer({bin("onair-viewer"), "--relay", relay.address(), "--stream", "cam", "--out", (dir / "viewer").string(),
+                        "--seconds", "5", "--record", (dir / "viewer.mp4").string()},
+                       dir, "viewer");
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
 
         // Without the token: refused. With it: started.
@@ -224,6 +227,12 @@ TEST_SUITE("integration.recording") {
         const long relay_frames = static_cast<long>(number_after(stopped.body, "\"video_frames\":"));
         CHECK(relay_duration > 3.0);
         REQUIRE(host.wait(std::chrono::seconds(20)) == 0);
+        REQUIRE(viewer.wait(std::chrono::seconds(20)) == 0);
+        const printed vw = recorded_line(viewer.out());
+        REQUIRE(vw.video_frames > 0);
+        const verdict vv = judge(dir / "viewer.mp4");
+        check_clean(vv, "vp9", vw.duration);
+        CHECK(vv.video_frames == vw.video_frames);
 
         const verdict hv = judge(dir / "host.mp4");
         check_clean(hv, "vp9", 7.0);
