@@ -148,6 +148,7 @@ int main(int argc, char** argv) {
         // The egress sees every packet the node accepts: recordings, live WebM and HLS.
         onair::cdn::egress_config egress_cfg;
         egress_cfg.record_dir = cli.get("record-dir", ".");
+        egress_cfg.live_outputs = cli.has("http"); // a relay that is no CDN origin packages nothing
         if (!std::filesystem::is_directory(egress_cfg.record_dir))
             throw usage_error("--record-dir: no directory " + egress_cfg.record_dir.string());
         onair::cdn::egress egress(egress_cfg);
@@ -177,9 +178,14 @@ int main(int argc, char** argv) {
         }
         auto print_recordings = [&] {
             const auto done = egress.take_finished();
-            for (const auto& r : done)
-                std::printf("onair-relay: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs\n", r.path.c_str(),
-                            (unsigned long long)r.stats.video_frames, (unsigned long long)r.stats.audio_frames, r.stats.duration_s);
+            for (const auto& r : done) {
+                if (r.error)
+                    std::printf("onair-relay: cannot record '%s' as %s: %s\n", r.stream.c_str(), onair::media::extension_of(r.format) + 1,
+                                r.error == onair::errc::unsupported ? "MP4 holds VP9 video only" : r.error.message().c_str());
+                else
+                    std::printf("onair-relay: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs\n", r.path.c_str(),
+                                (unsigned long long)r.stats.video_frames, (unsigned long long)r.stats.audio_frames, r.stats.duration_s);
+            }
             if (!done.empty()) std::fflush(stdout);
         };
         // The egress's clock: due video frames out, silent streams ended.

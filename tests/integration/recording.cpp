@@ -203,7 +203,7 @@ TEST_SUITE("integration.recording") {
         fs::create_directories(dir / "rec");
         write_text(dir / "token", "s3cret-record-token\n");
         relay_process relay(dir, {"--http", "127.0.0.1:0", "--record-dir", (dir / "rec").string(), "--record-token-file",
-                                  (dir / "token").string()});
+                                  (dir / "token").string(), "--record", "vp8cam=mp4"});
         const auto http_port = static_cast<unsigned short>(std::stoi(output_match(*relay.proc, "http on 127\\.0\\.0\\.1:([0-9]+)")));
         REQUIRE(http_port != 0);
         process host(host_args(relay.address(), "vp9", 7) + std::vector<std::string>{"--record", (dir / "host.mp4").string()}, dir, "host");
@@ -252,6 +252,12 @@ TEST_SUITE("integration.recording") {
         CHECK(rc != 0);
         CHECK(err.find("MP4 holds VP9 video only") != std::string::npos);
         CHECK_FALSE(fs::exists(dir / "x.mp4"));
+        // The relay asked (by flag) to record a stream as MP4 that turns out VP8: it says so.
+        auto plain = host_args(relay.address(), "vp8", 1.5);
+        plain[4] = "vp8cam";
+        CHECK(run(plain, dir, "host-vp8cam", std::chrono::seconds(20)) == 0);
+        CHECK(output_match(*relay.proc, "cannot record 'vp8cam' as mp4: (MP4 holds VP9 video only)") == "MP4 holds VP9 video only");
+        CHECK(only_file(dir / "rec", ".mp4") == relay_file); // nothing else was written
     }
 
     TEST_CASE("a recording cut by a kill decodes up to the cut") {

@@ -43,6 +43,10 @@ namespace onair::cdn {
 struct egress_config {
     std::filesystem::path record_dir = ".";            ///< where recordings go
     std::chrono::milliseconds stream_timeout{5000};     ///< silence that ends a stream here
+    /// Live WebM and HLS of every stream (a CDN origin: onair-relay --http). Off: only the
+    /// streams asked to be recorded are looked at, and a node asked for nothing pays one
+    /// branch per packet.
+    bool live_outputs = true;
     media::rtp_frames_config frames{};
     hls_config hls{};
 };
@@ -53,6 +57,7 @@ struct recording_info {
     media::container format = media::container::webm;
     bool started = false; ///< the file exists (the stream's first key frame came)
     media::recorder_stats stats;
+    std::error_code error; ///< why it could not start (errc::unsupported: MP4 of a VP8 stream)
 };
 
 /// @tparam Client a live WebM client handle (see live_webm.hpp)
@@ -72,6 +77,8 @@ public:
         on_packet(d, k, p, clock::now());
     }
     void on_packet(const rtp::stream_description& d, media_kind k, const rtp::packet_view& p, clock::time_point now) {
+        if (!cfg_.live_outputs && recordings_.empty()) return; // nothing asked of this node: one branch per packet
+        if (!cfg_.live_outputs && !recordings_.contains(d.name) && !streams_.contains(d.name)) return;
         stream& s = stream_of(d, now);
         s.last_packet = now;
         s.frames.push(k, p, now, [&](encoded_frame&& f) { take(s, std::move(f)); });
@@ -119,7 +126,8 @@ public:
     }
 
     /// Recordings whose files were finalised since the last call (stopped, their stream
-    /// ended, or the node stops), with their final counts.
+    /// ended, or the node stops), with their final counts; and those that could not start
+    /// (`error` set).
     std::vector<recording_info> take_finished() { return std::exchange(finished_, {}); }
 
     std::vector<recording_info> recordings() const {
@@ -203,7 +211,11 @@ private:
         s->last_packet = now;
         if (auto r = recordings_.find(d.name); r != recordings_.end()) {
             r->second.path = file_for(d.name, r->second.format); // a new file for the new stream
-            (void)open_recording(*s, r->second);
+            if (const auto ec = open_recording(*s, r->second)) {
+                recording_info info = info_of(d.name, r->second);
+                info.error = ec;
+                finished_.push_back(std::move(info)); // reported, and asked again with the next session
+            }
         }
         return *streams_.emplace(d.name, std::move(s)).first->second;
     }
@@ -220,6 +232,7 @@ private:
 
     void take(stream& s, encoded_frame&& f) {
         if (s.rec.is_open()) s.rec.write(f);
+        if (!cfg_.live_outputs) return;
         s.il.push(std::move(f), [&](encoded_frame&& g) { live(s, g); });
     }
 
@@ -254,6 +267,8 @@ private:
     }
 
     void finish(stream& s) {
+        // What the frame buffer still holds for repairs goes out first: nothing more comes.
+        s.frames.service(s.last_packet + std::chrono::seconds(10), [&](encoded_frame&& f) { take(s, std::move(f)); });
         s.il.flush([&](encoded_frame&& g) { live(s, g); });
         if (s.rec.is_open()) {
             const bool started = s.rec.started();

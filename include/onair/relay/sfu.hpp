@@ -546,7 +546,6 @@ private:
         if (spatial >= 0 && !s.top(spatial)) return forward_lower(ctx, s, p, spatial);
         const bool video = p.ssrc == s.desc.video_ssrc;
         const media_kind kind = video ? media_kind::video : media_kind::audio;
-        ctx.deliver(s.desc, kind, p);
         const bool key_start = video && rtp::starts_keyframe(s.format, p.payload);
         if (key_start) {
             s.last_keyframe = s.last_seen;
@@ -585,6 +584,9 @@ private:
             stats_.bytes_forwarded += p.whole.size();
         }
         if (video && s.fec_out) protect(ctx, s, p.sequence);
+        // The packet sink (recorders, CDN egress) after the subscribers: its work never
+        // delays forwarding.
+        ctx.deliver(s.desc, kind, p);
     }
 
     /// A video packet's layer and where its descriptor's renumbered fields are.

@@ -242,6 +242,26 @@ TEST_SUITE("cdn.egress") {
         CHECK(frames_of(info->path, "v:0") == s.video_frames - 20);
     }
 
+    TEST_CASE("without live outputs only recorded streams are looked at") {
+        const rtp_stream s = make_stream<onair::codec::vp8>("VP8", 3);
+        onair::cdn::egress_config cfg;
+        cfg.live_outputs = false;
+        cfg.record_dir = onair::test::scratch("egress-quiet");
+        std::filesystem::create_directories(cfg.record_dir);
+        egress e(cfg);
+        std::size_t next = 0;
+        play(e, s, next, 500ms);
+        CHECK_FALSE(e.has_stream("cam"));
+        REQUIRE_FALSE(e.start_recording("cam", onair::media::container::webm));
+        play(e, s, next, 3500ms); // the recording starts at the key frame of 1 s
+        CHECK(e.has_stream("cam"));
+        CHECK_FALSE(e.add_webm_client("other", test_client{}));
+        e.stop();
+        const auto done = e.take_finished();
+        REQUIRE(done.size() == 1);
+        CHECK(done[0].stats.video_frames == 60);
+    }
+
     TEST_CASE("VP8: live WebM yes, HLS and MP4 recordings no") {
         const rtp_stream s = make_stream<onair::codec::vp8>("VP8", 2);
         const auto dir = onair::test::scratch("egress-vp8");
@@ -250,7 +270,15 @@ TEST_SUITE("cdn.egress") {
         cfg.record_dir = dir;
         egress e(cfg);
         std::size_t next = 0;
+        // Asked before the stream came: the refusal is reported when it comes.
+        REQUIRE_FALSE(e.start_recording("cam", onair::media::container::mp4));
         play(e, s, next, 100ms);
+        const auto failed = e.take_finished();
+        REQUIRE(failed.size() == 1);
+        CHECK(failed[0].error == onair::errc::unsupported);
+        CHECK_FALSE(failed[0].started);
+        REQUIRE(e.stop_recording("cam"));
+        // Asked while it is here: refused at once.
         CHECK(e.start_recording("cam", onair::media::container::mp4) == onair::errc::unsupported);
         test_client c;
         REQUIRE(e.add_webm_client("cam", c));
