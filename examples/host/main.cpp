@@ -97,8 +97,8 @@ int publish(const command_line& cli) {
     if (recording.is_open()) {
         const auto ec = recording.close();
         const auto rec = recording.stats();
-        std::printf("onair-host: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs%s%s\n", recording.options().path.c_str(),
-                    (unsigned long long)rec.video_frames, (unsigned long long)rec.audio_frames, rec.duration_s, ec ? " error=" : "",
+        std::printf("onair-host: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs not_written=%llu%s%s\n", recording.options().path.c_str(),
+                    (unsigned long long)rec.video_frames, (unsigned long long)rec.audio_frames, rec.duration_s, (unsigned long long)(rec.waiting + rec.late + rec.refused), ec ? " error=" : "",
                     ec ? ec.message().c_str() : "");
     }
     const auto s = host.stats();

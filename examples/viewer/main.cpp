@@ -66,9 +66,9 @@ int play(asio::io_context& io, room_session& room, const asio::ip::udp::endpoint
     if (recording.is_open()) {
         const auto ec = recording.close();
         const auto rec = recording.stats();
-        std::printf("onair-viewer: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs%s%s\n",
+        std::printf("onair-viewer: recorded %s: video_frames=%llu audio_frames=%llu duration=%.2fs not_written=%llu%s%s\n",
                     recording.options().path.c_str(), (unsigned long long)rec.video_frames, (unsigned long long)rec.audio_frames,
-                    rec.duration_s, ec ? " error=" : "", ec ? ec.message().c_str() : "");
+                    rec.duration_s, (unsigned long long)(rec.waiting + rec.late + rec.refused), ec ? " error=" : "", ec ? ec.message().c_str() : "");
     }
     room.end();
     io.poll();
