@@ -5,6 +5,7 @@
 #include "support/http_client.hpp"
 #include "support/nginx.hpp"
 #include "support/process.hpp"
+#include "unit/source/test_files.hpp"
 
 #include <onair/core/media_frame.hpp>
 #include <onair/core/time.hpp>
@@ -23,8 +24,6 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool have(const char* tool) { return std::system((std::string(tool) + " -version > /dev/null 2>&1").c_str()) == 0; }
 
 /// A relay with --http and a host publishing 320x240 VP9 (key frame every second) to it.
 struct origin {
@@ -79,7 +78,7 @@ decoded decode(const std::string& url, const std::vector<std::string>& input_arg
 
 TEST_SUITE("integration.cdn") {
     TEST_CASE("through nginx: ffmpeg plays the live WebM and the HLS stream; segments are cached") {
-        if (!have("ffmpeg") || !nginx_instance::available()) {
+        if (!onair::test::have_tool("ffmpeg") || !nginx_instance::available()) {
             MESSAGE("ffmpeg or nginx not installed: skipped");
             return;
         }

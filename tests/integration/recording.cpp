@@ -4,6 +4,7 @@
 #include "support/netem_process.hpp"
 #include "support/process.hpp"
 #include "support/relay_process.hpp"
+#include "unit/source/test_files.hpp"
 
 #include <doctest/doctest.h>
 
@@ -22,18 +23,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool have(const char* tool) { return std::system((std::string(tool) + " -version > /dev/null 2>&1").c_str()) == 0; }
-
-std::string capture(const std::string& cmd) {
-    std::string out;
-    if (FILE* p = ::popen(cmd.c_str(), "r")) {
-        char buf[4096];
-        std::size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-        ::pclose(p);
-    }
-    return out;
-}
+using onair::test::have_tool;
+using onair::test::command_output;
 
 /// What the judges say about one recording.
 struct verdict {
@@ -68,8 +59,8 @@ std::string section(const std::string& text, const std::string& codec_type) {
 verdict judge(const fs::path& file) {
     verdict v;
     const std::string f = "'" + file.string() + "'";
-    v.probe_errors = capture("ffprobe -v error -show_format -show_streams -count_frames " + f + " 2>&1 >/dev/null");
-    const std::string info = capture("ffprobe -v quiet -show_format -show_streams -count_frames " + f);
+    v.probe_errors = command_output("ffprobe -v error -show_format -show_streams -count_frames " + f + " 2>&1 >/dev/null");
+    const std::string info = command_output("ffprobe -v quiet -show_format -show_streams -count_frames " + f);
     const std::string vs = section(info, "video"), as = section(info, "audio");
     std::smatch m;
     if (std::regex_search(vs, m, std::regex("codec_name=([a-z0-9]+)"))) v.video_codec = m[1];
@@ -83,7 +74,7 @@ verdict judge(const fs::path& file) {
     const auto fmt = info.find("[FORMAT]");
     if (fmt != std::string::npos) v.duration = number_after(info.substr(fmt), "duration");
     // Frames keep their own times (a capture loop's timing is not a constant frame rate).
-    v.decode_errors = capture("ffmpeg -nostdin -v error -i " + f + " -fps_mode passthrough -f null - 2>&1");
+    v.decode_errors = command_output("ffmpeg -nostdin -v error -i " + f + " -fps_mode passthrough -f null - 2>&1");
     return v;
 }
 
@@ -145,7 +136,7 @@ fs::path only_file(const fs::path& dir, const std::string& ext) {
 
 TEST_SUITE("integration.recording") {
     TEST_CASE("VP8 + Opus to WebM on the host, the relay and a viewer, with loss on both legs") {
-        if (!have("ffprobe") || !have("ffmpeg")) {
+        if (!have_tool("ffprobe") || !have_tool("ffmpeg")) {
             MESSAGE("ffmpeg/ffprobe not installed: skipped");
             return;
         }
@@ -191,11 +182,11 @@ TEST_SUITE("integration.recording") {
         // the decoders reported nothing above, and most of the stream made it.
         CHECK(rl.video_frames >= 150);
         // WebM files are seekable: ffmpeg seeks by the cues.
-        CHECK(capture("ffmpeg -nostdin -v error -ss 3 -i '" + (dir / "host.webm").string() + "' -frames:v 1 -f null - 2>&1").empty());
+        CHECK(command_output("ffmpeg -nostdin -v error -ss 3 -i '" + (dir / "host.webm").string() + "' -frames:v 1 -f null - 2>&1").empty());
     }
 
     TEST_CASE("VP9 + Opus to fragmented MP4 on the host, a viewer and the relay (started and stopped over HTTP); VP8 in MP4 refused") {
-        if (!have("ffprobe") || !have("ffmpeg")) {
+        if (!have_tool("ffprobe") || !have_tool("ffmpeg")) {
             MESSAGE("ffmpeg/ffprobe not installed: skipped");
             return;
         }
@@ -261,7 +252,7 @@ TEST_SUITE("integration.recording") {
     }
 
     TEST_CASE("a recording cut by a kill decodes up to the cut") {
-        if (!have("ffprobe") || !have("ffmpeg")) {
+        if (!have_tool("ffprobe") || !have_tool("ffmpeg")) {
             MESSAGE("ffmpeg/ffprobe not installed: skipped");
             return;
         }

@@ -5,31 +5,41 @@
 #include <onair/rtp/packet.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace onair_test {
 
-/// Packetizes `f` with `pk` (a Payload packetizer: keep one per stream, so picture ids
-/// advance from frame to frame as a sender's do) into whole RTP datagrams.
+/// Packetizes `f` with `pk` (any payload format's packetizer: keep one per stream, so
+/// picture ids advance from frame to frame as a sender's do) into whole RTP datagrams, each
+/// with the abs-capture-time extension when `capture_ntp` is given (as hosts send it).
+template <class Packetizer>
+std::vector<std::vector<std::uint8_t>> packetize_with(Packetizer& pk, const onair::encoded_frame& f, std::uint32_t ssrc,
+                                                      std::uint16_t& seq, std::uint8_t pt = 96,
+                                                      std::optional<std::uint64_t> capture_ntp = std::nullopt,
+                                                      std::size_t max_payload = onair::rtp::max_payload_size) {
+    std::vector<std::vector<std::uint8_t>> out;
+    pk.packetize(f, max_payload, [&](onair::rtp::bytes_view desc, onair::rtp::bytes_view data, bool marker) {
+        std::vector<std::uint8_t> payload(desc.begin(), desc.end());
+        payload.insert(payload.end(), data.begin(), data.end());
+        onair::rtp::header h;
+        h.marker = marker;
+        h.payload_type = pt;
+        h.sequence = seq++;
+        h.timestamp = f.rtp_timestamp;
+        h.ssrc = ssrc;
+        h.abs_capture_time = capture_ntp;
+        std::vector<std::uint8_t> pkt(onair::rtp::header_size(h) + payload.size());
+        pkt.resize(onair::rtp::serialize(h, payload, pkt));
+        out.push_back(std::move(pkt));
+    });
+    return out;
+}
+
 template <class Payload>
 std::vector<std::vector<std::uint8_t>> packetize(typename Payload::packetizer& pk, const onair::encoded_frame& f,
                                                  std::uint32_t ssrc, std::uint16_t& seq, std::uint8_t pt = 96) {
-    std::vector<std::vector<std::uint8_t>> out;
-    pk.packetize(f, onair::rtp::max_payload_size,
-                 [&](onair::rtp::bytes_view desc, onair::rtp::bytes_view data, bool marker) {
-                     std::vector<std::uint8_t> payload(desc.begin(), desc.end());
-                     payload.insert(payload.end(), data.begin(), data.end());
-                     onair::rtp::header h;
-                     h.marker = marker;
-                     h.payload_type = pt;
-                     h.sequence = seq++;
-                     h.timestamp = f.rtp_timestamp;
-                     h.ssrc = ssrc;
-                     std::vector<std::uint8_t> pkt(onair::rtp::header_size(h) + payload.size());
-                     pkt.resize(onair::rtp::serialize(h, payload, pkt));
-                     out.push_back(std::move(pkt));
-                 });
-    return out;
+    return packetize_with(pk, f, ssrc, seq, pt);
 }
 
 /// Packetizes one frame with a fresh packetizer (picture id 0): for a single frame.

@@ -5,6 +5,7 @@
 #include "onair/codec/vp9.hpp"
 #include "onair/source/test_pattern.hpp"
 #include "onair/source/tone.hpp"
+#include "support/rtp_builders.hpp"
 #include "unit/source/test_files.hpp"
 
 #include <doctest/doctest.h>
@@ -76,20 +77,8 @@ rtp_stream make_stream(const char* encoding, int seconds) {
     std::uint16_t vseq = 1, aseq = 1;
     auto add = [&](const encoded_frame& f, std::uint32_t ssrc, std::uint8_t pt, std::uint16_t& seq, std::chrono::microseconds t, int frame,
                    auto& packetizer) {
-        packetizer.packetize(f, 1100, [&](onair::rtp::bytes_view d, onair::rtp::bytes_view data, bool marker) {
-            std::vector<std::uint8_t> payload(d.begin(), d.end());
-            payload.insert(payload.end(), data.begin(), data.end());
-            onair::rtp::header h;
-            h.marker = marker;
-            h.payload_type = pt;
-            h.sequence = seq++;
-            h.timestamp = f.rtp_timestamp;
-            h.ssrc = ssrc;
-            h.abs_capture_time = onair::to_ntp(epoch + t);
-            std::vector<std::uint8_t> b(onair::rtp::header_size(h) + payload.size());
-            b.resize(onair::rtp::serialize(h, payload, b));
+        for (auto& b : onair_test::packetize_with(packetizer, f, ssrc, seq, pt, onair::to_ntp(epoch + t), 1100))
             s.packets.push_back({std::move(b), ssrc == vssrc ? media_kind::video : media_kind::audio, t + 5ms, frame});
-        });
     };
     onair::rtp::opus_payload::packetizer apk;
     onair::codec::opus::encoder aenc;
@@ -133,19 +122,10 @@ void play(egress& e, const rtp_stream& s, std::size_t& next, std::chrono::micros
     }
 }
 
-std::string run(const std::string& cmd) {
-    std::string out;
-    if (FILE* p = ::popen(cmd.c_str(), "r")) {
-        char buf[4096];
-        std::size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-        ::pclose(p);
-    }
-    return out;
-}
+using onair::test::command_output;
 
 long frames_of(const std::filesystem::path& f, const char* stream) {
-    const std::string out = run(std::string("ffprobe -v error -count_frames -select_streams ") + stream +
+    const std::string out = command_output(std::string("ffprobe -v error -count_frames -select_streams ") + stream +
                                 " -show_entries stream=nb_read_frames -of csv=p=0 '" + f.string() + "' 2>&1");
     try {
         return std::stol(out);
@@ -153,7 +133,7 @@ long frames_of(const std::filesystem::path& f, const char* stream) {
         return -1;
     }
 }
-std::string decode_errors(const std::filesystem::path& f) { return run("ffmpeg -nostdin -v error -i '" + f.string() + "' -f null - 2>&1"); }
+std::string decode_errors(const std::filesystem::path& f) { return command_output("ffmpeg -nostdin -v error -i '" + f.string() + "' -f null - 2>&1"); }
 
 } // namespace
 
@@ -218,7 +198,7 @@ TEST_SUITE("cdn.egress") {
         onair::test::write_file(late_file, *late.bytes);
         CHECK(decode_errors(late_file).empty());
         CHECK(frames_of(late_file, "v:0") == 90);
-        const std::string first = run("ffprobe -v error -select_streams v:0 -show_frames -read_intervals %+#1 -show_entries frame=key_frame,pts_time -of csv=p=0 '" +
+        const std::string first = command_output("ffprobe -v error -select_streams v:0 -show_frames -read_intervals %+#1 -show_entries frame=key_frame,pts_time -of csv=p=0 '" +
                                       late_file.string() + "'");
         CHECK(first.rfind("1,2.000", 0) == 0);
 

@@ -37,22 +37,7 @@ struct vp8_sender {
     std::uint16_t seq = 100;
     std::vector<std::vector<std::uint8_t>> frame(bool key, int index, std::size_t size = 2500) {
         encoded_frame f = onair_test::fake_vp8_frame(key, static_cast<std::uint32_t>(index * 3000), size);
-        std::vector<std::vector<std::uint8_t>> out;
-        pk.packetize(f, 1000, [&](onair::rtp::bytes_view desc, onair::rtp::bytes_view data, bool marker) {
-            std::vector<std::uint8_t> payload(desc.begin(), desc.end());
-            payload.insert(payload.end(), data.begin(), data.end());
-            onair::rtp::header h;
-            h.marker = marker;
-            h.payload_type = 96;
-            h.sequence = seq++;
-            h.timestamp = f.rtp_timestamp;
-            h.ssrc = video_ssrc;
-            h.abs_capture_time = onair::to_ntp(at_ms(index * 33));
-            std::vector<std::uint8_t> pkt(onair::rtp::header_size(h) + payload.size());
-            pkt.resize(onair::rtp::serialize(h, payload, pkt));
-            out.push_back(std::move(pkt));
-        });
-        return out;
+        return onair_test::packetize_with(pk, f, video_ssrc, seq, 96, onair::to_ntp(at_ms(index * 33)), 1000);
     }
 };
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -35,6 +36,18 @@ inline std::vector<std::uint8_t> read_file(const std::filesystem::path& p) {
 
 inline bool have_tool(const char* tool) {
     return std::system((std::string(tool) + " -version > /dev/null 2>&1").c_str()) == 0;
+}
+
+/// What the shell command `cmd` prints on its standard output ("" when it cannot start).
+inline std::string command_output(const std::string& cmd) {
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+        char buf[4096];
+        std::size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+        ::pclose(p);
+    }
+    return out;
 }
 
 /// Runs `ffprobe -v error -show_streams` on `p`; returns its output, or "" when it fails.
