@@ -22,7 +22,7 @@ void report(const std::string& what, const setup& su, const outcome& o) {
                  << o.encoding_bps[1] / 1000 << " / " << o.encoding_bps[2] / 1000 << " kbps; top encoding's layers " << o.layer_bps[0] / 1000 << " / " << o.layer_bps[1] / 1000
                  << " / " << o.layer_bps[2] / 1000 << " kbps, audio " << o.audio_bps / 1000 << " kbps; relay withheld " << o.relay.layer_dropped << ", fills "
                  << o.relay.layer_fills << ", layer changes " << o.relay.layer_changes << ", feedback " << o.relay.subscriber_feedback
-                 << ", probes " << o.relay.padding_sent << ", repairs over budget " << o.relay.retransmissions_limited);
+                 << ", probes " << o.relay.padding_sent << " (for a layer " << o.relay.layer_probes << "), repairs over budget " << o.relay.retransmissions_limited);
     for (std::size_t i = 0; i < o.legs.size(); ++i) {
         const auto& l = o.legs[i];
         MESSAGE("  viewer behind " << su.downlink_kbps[i] << " kbps (0 = none): frames " << l.viewer.video_frames << ", freeze ratio "
@@ -58,22 +58,32 @@ TEST_CASE("each viewer gets the temporal layers its link carries, and the weak o
     CHECK(strong.share_on_temporal(2) >= 0.75);
     CHECK(strong.viewer.video_frames * 100 >= o.frames_sent * 90);
     CHECK(strong.downlink.dropped_queue == 0);
-    // Behind 1 Mbps: layers 0 and 1, half the frames.
+    // Behind 1 Mbps: layers 0 and 1, half the frames. (Of the second half: in the first
+    // seconds the encoder's rate climbs to its target, and while the whole stream is still
+    // below 1 Mbps the middle viewer rightly gets all of it.)
+    const auto half_share = [&](const leg_outcome& l) { return l.second_half_frame_share(o.frames_sent_at_half, o.frames_sent); };
+    MESSAGE("second half: frames sent " << o.frames_sent - o.frames_sent_at_half << ", played: strong " << half_share(strong) * 100
+                                        << " %, middle " << half_share(middle) * 100 << " %, weak " << half_share(weak) * 100 << " %");
     CHECK(middle.share_on_temporal(1) >= 0.75);
     CHECK(middle.viewer.video_frames * 100 >= o.frames_sent * 45);
-    CHECK(middle.viewer.video_frames * 100 <= o.frames_sent * 65);
+    CHECK(half_share(middle) >= 0.42);
+    CHECK(half_share(middle) <= 0.60);
     CHECK(middle.estimate_bps > 600'000);
     CHECK(middle.estimate_bps < 1'300'000);
     // Behind 600 kbps: the base layer, a quarter of the frames.
     CHECK(weak.share_on_temporal(0) >= 0.75);
     CHECK(weak.viewer.video_frames * 100 >= o.frames_sent * 20);
-    CHECK(weak.viewer.video_frames * 100 <= o.frames_sent * 40); // a moment on TL1 while the first estimates settle
+    CHECK(half_share(weak) >= 0.20);
+    CHECK(half_share(weak) <= 0.35);
     CHECK(weak.estimate_bps < 800'000);
     // The layers they get fit: their queues overflow at most in the first second's probing.
     CHECK(middle.downlink.dropped_queue * 50 <= middle.downlink.sent);
     CHECK(weak.downlink.dropped_queue * 50 <= weak.downlink.sent);
     CHECK(o.relay.layer_dropped > 0);
     CHECK(o.relay.layer_changes >= 3);
+    // The middle and weak legs probe for the layer above theirs (less often each time it
+    // does not fit), and stay where they are.
+    CHECK(o.relay.layer_probes >= 2);
 
     // Without selection every leg gets the whole 1 Mbps: the weak links overflow.
     const outcome all = run_fanout(su, false);

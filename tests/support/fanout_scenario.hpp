@@ -56,6 +56,12 @@ struct leg_outcome {
     std::array<int, 3> half_on_spatial{};
     std::array<int, 4> half_on_temporal{};
     int half_samples = 0;
+    /// Frames the viewer had played when the second half began.
+    std::uint64_t frames_at_half = 0;
+    /// The share of the frames sent in the second half that this viewer played.
+    double second_half_frame_share(std::uint64_t sent_at_half, std::uint64_t sent) const {
+        return sent > sent_at_half ? double(viewer.video_frames - frames_at_half) / double(sent - sent_at_half) : 0.0;
+    }
     /// The share of the second half spent on encoding `e` / temporal layer `t`.
     double share_on_spatial(int e) const { return half_samples ? double(half_on_spatial[std::size_t(e)]) / half_samples : 0.0; }
     double share_on_temporal(int t) const { return half_samples ? double(half_on_temporal[std::size_t(t)]) / half_samples : 0.0; }
@@ -65,6 +71,7 @@ struct outcome {
     host_stats host;
     relay::relay_stats relay;
     std::uint64_t frames_sent = 0;
+    std::uint64_t frames_sent_at_half = 0;
     std::array<std::int64_t, 3> layer_bps{}; ///< what the relay measured: TL0, TL0-1, TL0-2 (of the top encoding)
     std::array<std::int64_t, 3> encoding_bps{}; ///< each encoding, all its layers (simulcast)
     std::int64_t audio_bps = 0;
@@ -148,6 +155,14 @@ inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 
             std::this_thread::sleep_until(tv);
             host.push_video(pattern.next(now()));
             ++v;
+            if (v == frames / 2) {
+                const auto h = host.stats(); // atomic counters
+                o.frames_sent_at_half = h.video_frames_encoded - h.video_frames_before_publish;
+                on_io(io, [&] {
+                    for (std::size_t i = 0; i < viewers.size(); ++i) o.legs[i].frames_at_half = viewers[i]->stats().video_frames;
+                    return 0;
+                });
+            }
             if (v % 3 == 0 && v >= frames / 2) sample_layers(io, relay, viewers, o);
         } else {
             std::this_thread::sleep_until(ta);

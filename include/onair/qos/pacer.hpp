@@ -38,7 +38,8 @@
 // While one is active the pacer sends at the cluster's rate instead of the pacing rate,
 // queued media first, then padding, tagging every packet with the cluster id, until the
 // cluster has sent at least min_bytes and its packets span at least min_duration (first to
-// last packet, as the receiver sees it). Probe padding is asked for in pieces of at least one
+// last packet, as the receiver sees it); the call that reaches both still sends its whole
+// budget, and the cluster ends at the next call, so its last burst is a full one. Probe padding is asked for in pieces of at least one
 // interval's worth at the cluster rate (at most one datagram).
 // Probe traffic does not debit the media budget; when a cluster ends the media budget starts
 // again from zero, so the end of a probe is not followed by an extra burst. A cluster starts
@@ -371,27 +372,37 @@ private:
 
     /// Runs the active cluster; returns true while it is still active after this call.
     /// Its budget starts at zero with its first packet and is refilled at the cluster rate,
-    /// capped at one burst interval's worth, so a cluster that could not send for a while
-    /// (no media, no padding) does not burst when it can again.
+    /// capped at the time since the last call (at least one burst interval, at most four), so
+    /// a cluster that could not send for a while (no media, no padding) does not burst when
+    /// it can again, and one whose calls come late still sends at its rate.
     template <class Send, class Pad>
     bool run_probe(time_point now, std::int64_t elapsed_us, Send& send, Pad& pad) {
         probe_cluster& c = probes_[probe_head_];
+        // A cluster ends at the first call after it reached min_bytes and min_duration, not
+        // within the call that reached them: that call sends its whole budget, so the last
+        // burst is as full as the others and the cluster's rate (bytes over its span) is the
+        // rate it was asked for, not less by a partly used last interval.
+        if (c.started && c.bytes >= c.min_bytes && c.last - c.start >= c.min_duration) {
+            ++stats_.probe_clusters_completed;
+            probe_head_ = (probe_head_ + 1) % max_probe_clusters;
+            --probe_count_;
+            media_budget_ = std::min<std::int64_t>(media_budget_, 0);
+            return false;
+        }
         if (!c.started) {
             c.started = true;
             c.start = now;
             c.last = now;
             ++stats_.probe_clusters_started;
         } else {
-            refill(c.budget, c.bitrate_bps, elapsed_us);
+            // Capped at the time since the last call (up to four intervals), not at one
+            // interval: a timer that fires a little late every time would otherwise probe
+            // below the cluster's rate (13 ms ticks of a 10 ms interval: at 77 % of it) and
+            // the estimate would learn less than the path carries.
+            const std::int64_t span = std::clamp(elapsed_us, cfg_.burst_interval.count(), 4 * cfg_.burst_interval.count());
+            c.budget = std::min(c.budget + c.bitrate_bps * elapsed_us, c.bitrate_bps * span);
         }
         for (;;) {
-            if (c.bytes >= c.min_bytes && c.last - c.start >= c.min_duration) {
-                ++stats_.probe_clusters_completed;
-                probe_head_ = (probe_head_ + 1) % max_probe_clusters;
-                --probe_count_;
-                media_budget_ = std::min<std::int64_t>(media_budget_, 0);
-                return false;
-            }
             if (c.budget < 0) return true;
             std::size_t n = 0;
             if (count_ > 0) {

@@ -17,7 +17,10 @@
 //   above the estimate sets it at once: that is the fast ramp-up. The probe controller
 //   probes at 3x and 6x the start bitrate, then doubles while each probe comes back at
 //   least 70 % of what it asked, and after a large drop probes once back towards the rate
-//   before it.
+//   before it. A sender may also ask for one probe at a rate it would use
+//   (request_probe): a relay leg whose next layer does not fit the estimate. Such a probe
+//   that saturates the path also brings an estimate that grew past what got through back
+//   down to it (an application-limited sender's estimate grows unchecked).
 // target = clamp(min(delay-based, loss-based), min_bps, max_bps).
 //
 // Feedback is untrusted: entries for sequence numbers never sent (or too old to be held)
@@ -50,6 +53,11 @@ struct send_side_bwe_config {
     std::size_t history = 8192;                          ///< sent packets remembered (power of two)
     std::chrono::microseconds throughput_window{500'000}; ///< of arrival time, for the acknowledged rate
     bool probing = true;
+    /// The smallest probe cluster: enough packets for a result (five at least) of the sizes
+    /// the sender probes with. A host probes with media and 1200-byte padding; a relay leg
+    /// with padding-only packets of under 300 bytes, and on a slow link every byte of a
+    /// probe is queue the viewer's video waits behind.
+    std::size_t probe_min_bytes = 6'000;
     /// While no over-use was seen for this long (and no probe for as long), a probe at twice
     /// the target checks for capacity the additive increase would take many seconds to find.
     /// 0 = off (the default: on the RFC 8867 cases it halves some ramp-up times but raises
@@ -78,6 +86,8 @@ struct send_side_bwe_stats {
     std::uint64_t overuses = 0;      ///< decreases of the delay-based estimate
     std::uint64_t probes_started = 0;
     std::uint64_t probe_results = 0; ///< clusters that produced a valid estimate
+    std::uint64_t probes_requested = 0; ///< of probes_started, asked for by request_probe
+    std::uint64_t probe_lowered = 0;    ///< requested probes that showed the estimate above the path
 };
 
 /// A burst the pacer should send: at `bitrate_bps` until both `min_bytes` and `min_duration`.
@@ -111,6 +121,13 @@ public:
         const std::int64_t seq = send_unwrap_.unwrap(transport_sequence);
         sent& s = history_[static_cast<std::size_t>(seq) & (history_.size() - 1)];
         s = {seq, us(t), static_cast<std::uint32_t>(bytes), probe_cluster, false, false, true};
+        if (probe_cluster >= 0 && probe_cluster == cluster_.id && !cluster_.complete) {
+            if (cluster_.sent_bytes == 0) cluster_.sent_first = us(t);
+            cluster_.sent_bytes += bytes;
+            cluster_.sent_last = us(t);
+            cluster_.last_seq = seq;
+            cluster_.complete = cluster_.sent_bytes >= cluster_.min_bytes && cluster_.sent_last - cluster_.sent_first >= cluster_.min_duration;
+        }
         if (!started_) start(us(t));
         newest_sent_ = seq;
     }
@@ -130,8 +147,8 @@ public:
         probe_request r;
         r.id = next_probe_id_++;
         r.bitrate_bps = std::min(probe_rates_[0], cfg_.max_bps);
-        // 15 ms worth at that rate, and enough for the five packets a result needs.
-        r.min_bytes = std::max<std::size_t>(static_cast<std::size_t>(r.bitrate_bps * 15 / 8'000), 6'000);
+        // 15 ms worth at that rate, and enough for the packets a result needs.
+        r.min_bytes = std::max<std::size_t>(static_cast<std::size_t>(r.bitrate_bps * 15 / 8'000), cfg_.probe_min_bytes);
         std::copy(probe_rates_.begin() + 1, probe_rates_.end(), probe_rates_.begin());
         --pending_probes_;
         probe_in_flight_ = r.id;
@@ -139,8 +156,26 @@ public:
         probe_sent_us_ = t;
         cluster_ = {};
         cluster_.id = r.id;
+        cluster_.min_bytes = r.min_bytes;
+        cluster_.min_duration = r.min_duration.count();
         ++stats_.probes_started;
         return r;
+    }
+
+    /// Asks for one probe cluster at `bps`: for a sender that would use more if the path
+    /// carried it (a relay leg whose next layer does not fit the estimate). Refused (false)
+    /// before the first packet, with probing off, while another probe is pending or in
+    /// flight, or when `bps` is not above the target. Its result raises the estimate as any
+    /// probe's does, but starts no doubling: the caller asked for a rate, not for the ceiling.
+    bool request_probe(std::int64_t bps) {
+        if (!cfg_.probing || !started_ || pending_probes_ != 0 || probe_in_flight_ >= 0) return false;
+        bps = std::min(bps, cfg_.max_bps);
+        if (bps <= target_) return false;
+        probe_rates_[0] = bps;
+        pending_probes_ = 1;
+        requested_probe_ = true;
+        ++stats_.probes_requested;
+        return true;
     }
 
     // ---- feedback ----
@@ -168,6 +203,7 @@ public:
                 ++stats_.unknown;
                 continue;
             }
+            newest_reported_ = std::max(newest_reported_, s->seq);
             if (!e.received) {
                 if (!s->acked && !s->reported_lost) {
                     s->reported_lost = true;
@@ -258,6 +294,13 @@ private:
         std::int32_t id = -1;
         std::int64_t first_send = 0, last_send = 0, first_arrival = 0, last_arrival = 0;
         std::uint64_t bytes = 0;
+        /// The sending side: what left the pacer under this id, and whether that is all of
+        /// it (min_bytes and min_duration reached, the pacer's end rule) at `last_seq`.
+        std::uint64_t sent_bytes = 0;
+        std::int64_t sent_first = 0, sent_last = 0, last_seq = -1;
+        std::size_t min_bytes = 0;
+        std::int64_t min_duration = 0;
+        bool complete = false;
         std::uint32_t first_bytes = 0, last_bytes = 0;
         std::size_t packets = 0;
     };
@@ -397,33 +440,54 @@ private:
     void finish_probe(std::int64_t t) {
         if (probe_in_flight_ < 0) return;
         const bool timed_out = t - probe_sent_us_ > 1'000'000;
+        // Only once feedback has covered the whole cluster: a result from its first packets
+        // would set their bytes against the time of bursts not all reported yet, below the
+        // rate that was sent.
+        if (!timed_out && (!cluster_.complete || newest_reported_ < cluster_.last_seq)) return;
         if (cluster_.packets >= 5 && cluster_.bytes > 0) {
             const std::int64_t send_span = cluster_.last_send - cluster_.first_send;
             const std::int64_t recv_span = cluster_.last_arrival - cluster_.first_arrival;
             if (send_span > 0 && recv_span > 0 && send_span < 1'000'000 && recv_span < 1'000'000) {
                 const double send_bps = static_cast<double>(cluster_.bytes - cluster_.last_bytes) * 8e6 / static_cast<double>(send_span);
                 const double recv_bps = static_cast<double>(cluster_.bytes - cluster_.first_bytes) * 8e6 / static_cast<double>(recv_span);
+#ifdef ONAIR_DEBUG_PROBE
+                std::fprintf(stderr, "%p t=%lld probe asked %lld send %.0f recv %.0f pk %u req %d target %lld\n", (void*)this, (long long)(t/1000), (long long)probe_asked_bps_, send_bps, recv_bps, (unsigned)cluster_.packets, (int)requested_probe_, (long long)target_);
+#endif
                 if (recv_bps <= 2 * send_bps) { // faster than sent: a measurement artefact
                     double result = std::min(send_bps, recv_bps);
-                    if (recv_bps < 0.9 * send_bps) result = 0.95 * recv_bps; // the link was saturated
-                    probe_result(static_cast<std::int64_t>(result), t);
+                    const bool saturated = recv_bps < 0.9 * send_bps;
+                    if (saturated) result = 0.95 * recv_bps; // the link was saturated
+                    probe_result(static_cast<std::int64_t>(result), saturated, t);
                     return;
                 }
             }
         }
-        if (timed_out) probe_in_flight_ = -1;
+        if (timed_out) {
+            probe_in_flight_ = -1;
+            requested_probe_ = false;
+        }
     }
 
-    void probe_result(std::int64_t bps, std::int64_t t) {
+    void probe_result(std::int64_t bps, bool saturated, std::int64_t t) {
         ++stats_.probe_results;
         probe_in_flight_ = -1;
+        const bool requested = std::exchange(requested_probe_, false);
         if (bps > aimd_.estimate()) {
             aimd_.set_estimate(bps, t);
             aimd_.forget_capacity(); // the path carries more than was learned at the last over-use
+        } else if (requested && saturated) {
+            // The rate asked for did not get through: what did is what the path carries. An
+            // application-limited sender's estimate may have grown past it unseen (nothing
+            // it sent filled the path); it comes back down, never below what is acknowledged.
+            const std::int64_t carried = std::max(bps, acked_bps_);
+            if (carried < aimd_.estimate()) {
+                aimd_.set_estimate(carried, t);
+                ++stats_.probe_lowered;
+            }
         }
         loss_based_ = std::max(loss_based_, std::min(bps, cfg_.max_bps));
         // Exponential probing while probes come back close to what they asked.
-        if (bps >= probe_asked_bps_ * 7 / 10 && probe_asked_bps_ < cfg_.max_bps && pending_probes_ == 0) {
+        if (!requested && bps >= probe_asked_bps_ * 7 / 10 && probe_asked_bps_ < cfg_.max_bps && pending_probes_ == 0) {
             probe_rates_[0] = std::min(2 * bps, cfg_.max_bps);
             pending_probes_ = 1;
         }
@@ -477,6 +541,7 @@ private:
     std::uint16_t last_base_ = 0;
     rtp::seq_unwrapper send_unwrap_;
     std::int64_t newest_sent_ = -1;
+    std::int64_t newest_reported_ = -1; ///< highest sequence feedback has covered (received or lost)
     bool started_ = false;
 
     inter_arrival groups_;
@@ -500,6 +565,7 @@ private:
     std::int32_t next_probe_id_ = 1;
     std::int32_t probe_in_flight_ = -1;
     std::int64_t probe_asked_bps_ = 0;
+    bool requested_probe_ = false; ///< the pending or flying probe came from request_probe
     std::int64_t probe_sent_us_ = 0;
     cluster_state cluster_;
     std::int64_t rate_before_drop_ = 0;

@@ -71,6 +71,7 @@ struct relay_stats {
     std::uint64_t layer_unparsed = 0;       ///< video packets without a readable descriptor (not sent to selecting subscribers)
     std::uint64_t retransmissions_limited = 0; ///< subscriber NACKs not answered: over the leg's repair budget
     std::uint64_t layer_changes = 0;        ///< subscriber layer targets changed by the leg's estimate
+    std::uint64_t layer_probes = 0;         ///< probes a leg sent at the rate of the next layer up
 };
 
 namespace detail {

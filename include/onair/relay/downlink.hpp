@@ -39,9 +39,11 @@ namespace onair::relay {
 struct downlink_config {
     /// The leg's estimator. Its send history is 1024 packets (32 KB; feedback comes every
     /// 50 ms, about 50 packets at 8 Mbps), not the host's 8192: a relay has one per subscriber.
+    /// Probe clusters are at least 2.4 KB, not 6: padding-only packets are small.
     qos::send_side_bwe_config bwe = [] {
         qos::send_side_bwe_config c;
         c.history = 1024;
+        c.probe_min_bytes = 2'400; // about nine padding-only packets
         return c;
     }();
     /// How often process() runs (the node's tick): the probe pacer's burst interval.
@@ -108,6 +110,9 @@ public:
     /// Malformed, repeated or absurd messages are counted by the estimator and move nothing.
     bool on_feedback(rtp::bytes_view fci, time_point now) { return bwe_.on_transport_feedback(fci, now); }
     void set_rtt(std::chrono::microseconds rtt) noexcept { bwe_.set_rtt(rtt); }
+    /// One probe cluster at `bps` on this leg, sent by the next process() (see
+    /// qos::send_side_bwe::request_probe; false when refused).
+    bool request_probe(std::int64_t bps) { return bwe_.request_probe(bps); }
 
     /// Runs the probe pacer: pad(std::size_t bytes, std::uint16_t transport_sequence) -> bytes
     /// sends one padding-only packet of about that size carrying that number (0: none sent).

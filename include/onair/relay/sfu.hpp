@@ -64,6 +64,15 @@ struct sfu_config {
     /// A layer is added when its rate fits this share of the leg's estimate (what is left
     /// after audio); dropped as soon as it no longer fits the whole of it.
     double layer_up_margin = 0.85;
+    /// A leg whose next layer up does not fit its estimate (but needs at most 1.5 times it)
+    /// probes at that layer's rate (the estimate grows only a few percent a second from what
+    /// the leg carries, so without a probe a viewer may stay below a layer its link would
+    /// carry; a probe that comes back short also brings an estimate that grew past the link
+    /// back down): first this long after
+    /// the leg started or last went up, then twice as long after each probe that did not
+    /// lift it, up to layer_probe_max_interval.
+    std::chrono::milliseconds layer_probe_interval{2'000};
+    std::chrono::milliseconds layer_probe_max_interval{32'000};
     /// Admit only hellos whose ticket the room service granted (sfu::apply): media from
     /// anyone else is refused at the hello and dropped after it.
     bool require_tickets = false;
@@ -109,6 +118,9 @@ public:
         /// on a congested leg repairs would otherwise add to the loss they repair.
         double rtx_allowance = 0;
         clock::time_point rtx_refilled{};
+        /// The next probe for the layer above the current one, and the wait after it.
+        clock::time_point next_layer_probe{};
+        std::chrono::milliseconds layer_probe_wait{0};
         std::string ticket{}; ///< the play ticket it was admitted with (require_tickets)
         /// Another relay node pulling the stream (cascade): every encoding as published,
         /// from the first packet (its own subscribers wait for key frames), with repairs of
@@ -731,11 +743,41 @@ private:
                     }
                 }
             }
+            const bool up = pick_e > cur_e || (pick_e == cur_e && pick_t > cur_t);
             if (pick_e != cur_e || pick_t != cur_t) {
                 sub.selector->set_target(static_cast<std::uint8_t>(pick_e), static_cast<std::uint8_t>(pick_t));
                 ++stats_.layer_changes;
             }
+            probe_next_layer(sub, cost, layers, encodings, pick_e, pick_t, audio, up, now);
         }
+    }
+
+    /// When the layer after (pick_e, pick_t) in choose_layers' order does not fit the leg's
+    /// estimate, a probe at what it needs (with margin and audio), spaced as
+    /// layer_probe_interval says. A step up restarts the spacing.
+    void probe_next_layer(subscriber& sub, const std::array<std::array<std::int64_t, max_temporal_layers>, max_spatial_layers>& cost,
+                          const std::array<std::size_t, max_spatial_layers>& layers, std::size_t encodings, std::size_t pick_e,
+                          std::size_t pick_t, std::int64_t audio, bool up, clock::time_point now) {
+        if (sub.next_layer_probe == clock::time_point{} || up) {
+            sub.next_layer_probe = now + cfg_.layer_probe_interval;
+            sub.layer_probe_wait = cfg_.layer_probe_interval;
+            return;
+        }
+        if (now < sub.next_layer_probe) return;
+        std::int64_t next = 0;
+        for (std::size_t e = pick_e; e < encodings && next == 0; ++e)
+            for (std::size_t t = e == pick_e ? pick_t + 1 : 0; t < layers[e] && next == 0; ++t) next = cost[e][t];
+        if (next <= 0) return; // on the top layer
+        const auto need = static_cast<std::int64_t>(static_cast<double>(next) / cfg_.layer_up_margin) + audio;
+        if (sub.leg.target_bps() >= need) return; // it fits: choose_layers takes it
+        // Far above the estimate: a probe that high would overrun a link the estimate is
+        // right about (a 6 KB burst is 160 ms of a 300 kbps link) and freeze its video; the
+        // estimate climbs towards it first.
+        if (need > sub.leg.target_bps() * 3 / 2) return;
+        if (!sub.leg.request_probe(need + need / 10)) return; // another probe is on its way
+        ++stats_.layer_probes;
+        sub.next_layer_probe = now + sub.layer_probe_wait;
+        sub.layer_probe_wait = std::min(sub.layer_probe_wait * 2, cfg_.layer_probe_max_interval);
     }
 
     /// Sends a packet on a subscriber's leg: numbered and measured by the leg's estimator

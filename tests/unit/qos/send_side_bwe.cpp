@@ -285,6 +285,42 @@ TEST_CASE("send_side_bwe: probing ramps up to a fast link within seconds; withou
     CHECK(slow.bwe.target_bps() < 1'000'000);
 }
 
+TEST_CASE("send_side_bwe: a requested probe lifts the estimate to a rate the path carries, once, without doubling") {
+    send_side_bwe unstarted;
+    CHECK_FALSE(unstarted.request_probe(2'000'000)); // nothing sent yet
+    loop settled;
+    settled.link_bps = 1'000'000;
+    settled.run(20'000'000);
+    const std::int64_t before = settled.bwe.target_bps();
+    CHECK_FALSE(settled.bwe.request_probe(before)); // not above the target
+    // The capacity grows; one copy of the sender asks for a probe at 2.5 Mbps, the other
+    // only climbs.
+    settled.link_bps = 4'000'000;
+    loop asked = settled;
+    REQUIRE(asked.bwe.request_probe(2'500'000));
+    CHECK_FALSE(asked.bwe.request_probe(3'000'000)); // one at a time
+    const auto started = asked.bwe.stats().probes_started;
+    asked.run(21'000'000);
+    settled.run(21'000'000);
+    MESSAGE("before " << before << ", 1 s later: probed " << asked.bwe.target_bps() << ", climbing " << settled.bwe.target_bps());
+    CHECK(asked.bwe.stats().probes_started == started + 1);
+    CHECK(asked.bwe.stats().probes_requested == 1);
+    CHECK(asked.bwe.target_bps() >= 2'200'000);
+    CHECK(settled.bwe.target_bps() < 1'400'000);
+    // What it asked for, not the ceiling: no doubling follows.
+    asked.run(23'000'000);
+    CHECK(asked.bwe.stats().probes_started == started + 1);
+    CHECK(asked.bwe.target_bps() < 3'500'000);
+    // On a path that does not carry it the probe leaves the estimate where it was.
+    loop narrow;
+    narrow.link_bps = 1'000'000;
+    narrow.run(20'000'000);
+    const std::int64_t held = narrow.bwe.target_bps();
+    REQUIRE(narrow.bwe.request_probe(2'500'000));
+    narrow.run(21'500'000);
+    CHECK(narrow.bwe.target_bps() <= held * 11 / 10);
+}
+
 TEST_CASE("send_side_bwe: heavy random loss lowers the target, light loss does not") {
     send_side_bwe_config c;
     c.start_bps = 1'000'000;
