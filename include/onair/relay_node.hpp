@@ -17,6 +17,8 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <concepts>
+#include <span>
 #include <utility>
 
 namespace onair {
@@ -35,6 +37,19 @@ struct relay_node_config {
     /// Period of the relay policy's housekeeping (timeouts, deferred keyframe requests).
     std::chrono::milliseconds tick{10};
 };
+
+namespace detail {
+/// A transport with batched I/O (transport::udp): the node receives with receive_many and
+/// sends through queue_send / flush_sends, once per batch.
+template <class T>
+concept batched_transport = requires(T& t, std::span<packet_ref> bufs, std::span<transport::endpoint> from, const transport::endpoint& to,
+                                     std::span<const std::uint8_t> bytes) {
+    { t.receive_many(bufs, from) } -> std::same_as<std::size_t>;
+    t.queue_send(to, bytes, bytes, true);
+    t.flush_sends();
+    t.async_wait_readable([](std::error_code) {});
+};
+} // namespace detail
 
 /// A relay node (media server): receives publishers' RTP and RTCP on one transport and lets
 /// its relay policy forward them to subscribers; attached sinks see every accepted packet.
@@ -92,11 +107,20 @@ private:
     struct context {
         basic_relay_node& n;
         void send(const transport::endpoint& to, rtp::bytes_view b) {
-            n.transport_.send_to(asio::buffer(b.data(), b.size()), to);
+            if constexpr (batched) n.transport_.queue_send(to, b, {}, false);
+            else n.transport_.send_to(asio::buffer(b.data(), b.size()), to);
         }
         void send(const transport::endpoint& to, rtp::bytes_view head, rtp::bytes_view tail) {
-            const std::array<asio::const_buffer, 2> parts{asio::buffer(head.data(), head.size()), asio::buffer(tail.data(), tail.size())};
-            n.transport_.send_to(parts, to);
+            if constexpr (batched) {
+                // A tail inside the packet being dispatched (forwarding: the shared payload) is
+                // not copied: the batch holds that buffer, unchanged, until the flush.
+                const bool stays = !n.current_.empty() && tail.data() >= n.current_.data() &&
+                                   tail.data() + tail.size() <= n.current_.data() + n.current_.size();
+                n.transport_.queue_send(to, head, tail, stays);
+            } else {
+                const std::array<asio::const_buffer, 2> parts{asio::buffer(head.data(), head.size()), asio::buffer(tail.data(), tail.size())};
+                n.transport_.send_to(parts, to);
+            }
         }
         void send_session(const transport::endpoint& to, const rtp::session_message& m) {
             std::array<std::uint8_t, 1024> buf;
@@ -114,11 +138,44 @@ private:
     };
     static constexpr std::uint32_t relay_ssrc = 0x6f6e6169;
 
+    static constexpr bool batched = detail::batched_transport<Transport>;
+
     void receive() {
+        if constexpr (batched) {
+            transport_.async_wait_readable([this](std::error_code ec) { on_readable(ec); });
+            return;
+        }
         if (!buf_ || buf_.use_count() > 1) buf_ = pool_.acquire();
         auto cap = buf_.capacity();
         transport_.async_receive_from(asio::buffer(cap.data(), cap.size()), from_,
                                       [this](std::error_code ec, std::size_t n) { on_receive(ec, n); });
+    }
+
+    /// Batched: up to four batches of transport::udp_batch datagrams per wake-up (then the
+    /// timer and other handlers get their turn), each dispatched in order and its sends
+    /// flushed together. A buffer the policy kept (a cache holds it) is replaced from the pool.
+    void on_readable(std::error_code ec) {
+        if (!running_ || ec == asio::error::operation_aborted) return;
+        if constexpr (batched) {
+            for (int round = 0; round < 4; ++round) {
+                for (auto& b : batch_)
+                    if (!b || b.use_count() > 1) b = pool_.acquire();
+                const std::size_t got = transport_.receive_many(batch_, batch_from_);
+                for (std::size_t i = 0; i < got; ++i) {
+                    if (batch_[i].size() >= max_datagram_size) { // the kernel truncated a bigger one
+                        ++stats_.datagrams;
+                        ++stats_.oversized;
+                        continue;
+                    }
+                    current_ = batch_[i].bytes();
+                    dispatch(batch_[i], batch_from_[i]);
+                }
+                current_ = {};
+                transport_.flush_sends();
+                if (got < batch_.size()) break;
+            }
+        }
+        receive();
     }
 
     void on_receive(std::error_code ec, std::size_t n) {
@@ -130,16 +187,16 @@ private:
                 ++stats_.oversized;
             } else {
                 buf_.resize(n);
-                dispatch();
+                dispatch(buf_, from_);
             }
         }
         receive();
     }
 
-    void dispatch() {
+    void dispatch(packet_ref& buf, const transport::endpoint& from) {
         ++stats_.datagrams;
         context ctx{*this};
-        const rtp::bytes_view d = buf_.bytes();
+        const rtp::bytes_view d = buf.bytes();
         if (rtp::is_rtcp(d)) {
             ++stats_.rtcp;
             if (rtp::is_session_message(d)) {
@@ -149,10 +206,10 @@ private:
                     return;
                 }
                 ++stats_.session_messages;
-                relay_.on_session(ctx, m, from_);
+                relay_.on_session(ctx, m, from);
                 return;
             }
-            relay_.on_rtcp(ctx, d, from_);
+            relay_.on_rtcp(ctx, d, from);
             return;
         }
         rtp::packet_view p;
@@ -161,7 +218,7 @@ private:
             return;
         }
         ++stats_.rtp;
-        relay_.on_rtp(ctx, buf_, p, from_);
+        relay_.on_rtp(ctx, buf, p, from);
     }
 
     void arm_timer() {
@@ -170,6 +227,7 @@ private:
             if (ec || !running_) return;
             context ctx{*this};
             relay_.on_timer(ctx);
+            if constexpr (batched) transport_.flush_sends();
             arm_timer();
         });
     }
@@ -182,6 +240,11 @@ private:
     steady_timer_for<typename Transport::executor_type> timer_;
     packet_ref buf_;
     transport::endpoint from_;
+    // Batched receive: the buffers and sources of one batch, and the datagram being
+    // dispatched (sends whose tail lies in it are not copied).
+    std::array<packet_ref, transport::udp_batch> batch_{};
+    std::array<transport::endpoint, transport::udp_batch> batch_from_{};
+    rtp::bytes_view current_{};
     relay_node_stats stats_;
     bool running_ = false;
 };

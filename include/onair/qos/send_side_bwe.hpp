@@ -52,6 +52,8 @@ struct send_side_bwe_config {
     std::int64_t max_bps = 10'000'000;
     std::size_t history = 8192;                          ///< sent packets remembered (power of two)
     std::chrono::microseconds throughput_window{500'000}; ///< of arrival time, for the acknowledged rate
+    /// Arrivals the throughput window holds at most (beyond that it spans less time).
+    std::size_t throughput_packets = 4096;
     bool probing = true;
     /// The smallest probe cluster: enough packets for a result (five at least) of the sizes
     /// the sender probes with. A host probes with media and 1200-byte padding; a relay leg
@@ -108,8 +110,9 @@ public:
     send_side_bwe() : send_side_bwe(send_side_bwe_config{}) {}
     explicit send_side_bwe(const send_side_bwe_config& c) : cfg_(sanitize(c)), aimd_(aimd_config(cfg_)) {
         history_.resize(cfg_.history);
-        entries_.reserve(65536);
-        window_.resize(window_capacity);
+        // A message reporting more packets than the history holds is mostly unknown ones.
+        entries_.reserve(std::min<std::size_t>(2 * cfg_.history, 65536));
+        window_.resize(std::max<std::size_t>(cfg_.throughput_packets, 2));
         loss_based_ = cfg_.start_bps;
         target_ = cfg_.start_bps;
     }
@@ -304,7 +307,6 @@ private:
         std::uint32_t first_bytes = 0, last_bytes = 0;
         std::size_t packets = 0;
     };
-    static constexpr std::size_t window_capacity = 4096;
 
     static send_side_bwe_config sanitize(send_side_bwe_config c) noexcept {
         std::size_t h = 64;
