@@ -34,6 +34,9 @@ struct transport_stats {
     std::uint64_t datagrams_received = 0;
     std::uint64_t bytes_received = 0;
     std::uint64_t send_dropped = 0; ///< refused by the socket (buffer full, unreachable, ...)
+    std::uint64_t gso_sends = 0;     ///< UDP GSO messages (several datagrams to one destination)
+    std::uint64_t gso_datagrams = 0; ///< datagrams they carried
+    std::uint64_t gso_refused = 0;   ///< GSO messages the kernel refused (GSO turned off)
 };
 
 namespace detail {

@@ -10,11 +10,14 @@
 
 #include "onair/core/packet_buffer.hpp"
 
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -25,7 +28,20 @@ namespace onair::transport {
 /// Datagrams a udp transport receives with one recvmmsg, and sends with one sendmmsg.
 inline constexpr std::size_t udp_batch = 64;
 /// Datagrams queued for sending before the queue is flushed on its own.
-inline constexpr std::size_t udp_send_queue = 512;
+inline constexpr std::size_t udp_send_queue = 2048;
+/// Most datagrams one UDP GSO send carries (the kernel's limit), and most bytes.
+inline constexpr std::size_t udp_gso_segments = 64;
+inline constexpr std::size_t udp_gso_bytes = 63 * 1024;
+
+/// Whether sockets use UDP generic segmentation offload where the kernel has it: on unless
+/// the environment says ONAIR_UDP_GSO=0 (read once).
+inline bool udp_gso_wanted() noexcept {
+    static const bool wanted = [] {
+        const char* v = std::getenv("ONAIR_UDP_GSO");
+        return !(v && v[0] == '0');
+    }();
+    return wanted;
+}
 
 /// A UDP socket bound to one local address; every stream of a node shares it and is told
 /// apart by SSRC. Sends are non-blocking: when the kernel buffer is full the datagram is
@@ -141,39 +157,94 @@ public:
         q.bytes[i] = head.size() + tail.size();
     }
 
-    /// Sends what queue_send() queued: sendmmsg, udp_batch datagrams per call.
+    /// Sends what queue_send() queued: sendmmsg, udp_batch messages per call. With GSO
+    /// (gso()), the datagrams to one destination, in their queued order, go as one message
+    /// wherever they have the same size (the last of a run may be shorter), up to
+    /// udp_gso_segments of them; datagrams to different destinations may leave in another
+    /// order than queued, those to one destination never do. A kernel that refuses a GSO
+    /// message (no support on the route) turns GSO off for the socket and gets the
+    /// datagrams one by one.
     void flush_sends() noexcept {
         if (!out_ || out_->count == 0) return;
         send_queue& q = *out_;
-        std::array<mmsghdr, udp_batch> msgs;
-        for (std::size_t first = 0; first < q.count;) {
-            const std::size_t n = std::min(udp_batch, q.count - first);
-            for (std::size_t j = 0; j < n; ++j) {
-                const std::size_t i = first + j;
-                msgs[j] = {};
-                msgs[j].msg_hdr.msg_name = const_cast<void*>(static_cast<const void*>(q.to[i].data()));
-                msgs[j].msg_hdr.msg_namelen = static_cast<socklen_t>(q.to[i].size());
-                msgs[j].msg_hdr.msg_iov = &q.iov[2 * i];
-                msgs[j].msg_hdr.msg_iovlen = q.iov[2 * i + 1].iov_len ? 2 : 1;
+        if (gso_) group_by_destination(q);
+        else
+            for (std::size_t i = 0; i < q.count; ++i) q.order[i] = static_cast<std::uint32_t>(i);
+        std::size_t at = 0; // in q.order
+        while (at < q.count) {
+            std::array<mmsghdr, udp_batch> msgs;
+            std::array<std::size_t, udp_batch> first{}, segments{};
+            std::size_t n = 0, iovs = 0;
+            while (n < udp_batch && at < q.count) {
+                const std::size_t start = at;
+                std::size_t seg = 1, total = q.bytes[q.order[at]];
+                const std::size_t size = total;
+                if (gso_) { // the run of same-size datagrams to this destination
+                    while (at + seg < q.count && seg < udp_gso_segments && q.group[at + seg] == q.group[start]) {
+                        const std::size_t b = q.bytes[q.order[at + seg]];
+                        if (b > size || total + b > udp_gso_bytes) break;
+                        total += b;
+                        ++seg;
+                        if (b < size) break; // a shorter one ends the run
+                    }
+                }
+                mmsghdr& m = msgs[n];
+                m = {};
+                const endpoint& to = q.to[q.order[start]];
+                m.msg_hdr.msg_name = const_cast<void*>(static_cast<const void*>(to.data()));
+                m.msg_hdr.msg_namelen = static_cast<socklen_t>(to.size());
+                m.msg_hdr.msg_iov = &q.flat[iovs];
+                for (std::size_t k = 0; k < seg; ++k) {
+                    const std::size_t e = q.order[start + k];
+                    q.flat[iovs++] = q.iov[2 * e];
+                    if (q.iov[2 * e + 1].iov_len) q.flat[iovs++] = q.iov[2 * e + 1];
+                }
+                m.msg_hdr.msg_iovlen = static_cast<std::size_t>(&q.flat[iovs] - m.msg_hdr.msg_iov);
+                if (seg > 1) {
+                    m.msg_hdr.msg_control = q.control[n].data();
+                    m.msg_hdr.msg_controllen = CMSG_SPACE(sizeof(std::uint16_t));
+                    cmsghdr* c = CMSG_FIRSTHDR(&m.msg_hdr);
+                    c->cmsg_level = SOL_UDP;
+                    c->cmsg_type = UDP_SEGMENT;
+                    c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+                    const auto gso_size = static_cast<std::uint16_t>(size);
+                    std::memcpy(CMSG_DATA(c), &gso_size, sizeof gso_size);
+                }
+                first[n] = start;
+                segments[n] = seg;
+                ++n;
+                at += seg;
             }
-            const int sent = ::sendmmsg(socket_.native_handle(), msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT);
-            const std::size_t done = sent > 0 ? static_cast<std::size_t>(sent) : 0;
-            for (std::size_t j = 0; j < done; ++j) {
-                ++stats_.datagrams_sent;
-                stats_.bytes_sent += q.bytes[first + j];
+            std::size_t done = 0;
+            while (done < n) {
+                const int sent = ::sendmmsg(socket_.native_handle(), msgs.data() + done, static_cast<unsigned>(n - done), MSG_DONTWAIT);
+                const std::size_t ok = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+                for (std::size_t k = done; k < done + ok; ++k) count_sent(q, first[k], segments[k]);
+                done += ok;
+                if (done == n) break;
+                // Message `done` was refused. A GSO message the kernel cannot segment: GSO
+                // off, and this flush starts again from its first datagram without it.
+                const int err = errno;
+                if (segments[done] > 1 && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP)) {
+                    gso_ = false;
+                    ++stats_.gso_refused;
+                    resend_plain(q, first[done], q.count);
+                    q.count = 0;
+                    q.used = 0;
+                    return;
+                }
+                stats_.send_dropped += segments[done]; // a full buffer: dropped, the rest go on
+                ++done;
             }
-            if (done == n) {
-                first += n;
-                continue;
-            }
-            // The datagram at first + done was refused (a full buffer, an unreachable
-            // destination): dropped, and the rest go on.
-            ++stats_.send_dropped;
-            first += done + 1;
         }
         q.count = 0;
         q.used = 0;
     }
+
+    /// UDP GSO in flush_sends(): on where the kernel has it (and udp_gso_wanted()), off
+    /// after the kernel refused it once.
+    bool gso() const noexcept { return gso_; }
+    void set_gso(bool on) noexcept { gso_ = on && gso_supported(); }
 
     endpoint local_endpoint() const { return socket_.local_endpoint(); }
     void close() {
@@ -189,12 +260,96 @@ private:
         std::array<endpoint, udp_send_queue> to;
         std::array<std::size_t, udp_send_queue> bytes;
         std::array<iovec, 2 * udp_send_queue> iov;
-        std::array<std::uint8_t, 256 * 1024> arena; ///< copied heads and whole datagrams
+        std::array<std::uint8_t, 1024 * 1024> arena; ///< copied heads and whole datagrams
+        // flush_sends(): the sending order (queue indices, grouped by destination), each
+        // position's destination group, the iovecs of the messages, their GSO control data.
+        std::array<std::uint32_t, udp_send_queue> order;
+        std::array<std::uint32_t, udp_send_queue> group;
+        std::array<iovec, 2 * udp_send_queue> flat;
+        std::array<std::array<std::uint8_t, CMSG_SPACE(sizeof(std::uint16_t))>, udp_batch> control{};
+        // group_by_destination(): an open-addressed table of destinations (group heads and
+        // tails as queue indices, -1 for none) and each entry's successor in its group.
+        static constexpr std::size_t table = 2 * udp_send_queue;
+        std::array<std::int32_t, table> head, tail;
+        std::array<std::int32_t, udp_send_queue> next;
+        std::array<std::int32_t, udp_send_queue> heads; ///< group heads in first-queued order
     };
+
+    static bool gso_supported() noexcept {
+        if (!udp_gso_wanted()) return false;
+#ifdef UDP_SEGMENT
+        return true;
+#else
+        return false;
+#endif
+    }
+
+    static std::size_t hash(const endpoint& e) noexcept {
+        std::size_t h = e.port() * 0x9e3779b1u;
+        const auto* p = static_cast<const std::uint8_t*>(static_cast<const void*>(e.data()));
+        for (std::size_t i = 0; i < e.size(); ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+        return h;
+    }
+
+    /// q.order: the queue's datagrams grouped by destination (groups in the order of their
+    /// first datagram, each group in queued order); q.group[k]: the group of position k.
+    /// No allocation, linear in the queue.
+    void group_by_destination(send_queue& q) noexcept {
+        std::fill(q.head.begin(), q.head.end(), -1);
+        std::size_t groups = 0;
+        for (std::size_t i = 0; i < q.count; ++i) {
+            std::size_t h = hash(q.to[i]) & (send_queue::table - 1);
+            while (q.head[h] >= 0 && !(q.to[static_cast<std::size_t>(q.head[h])] == q.to[i])) h = (h + 1) & (send_queue::table - 1);
+            q.next[i] = -1;
+            if (q.head[h] < 0) {
+                q.head[h] = q.tail[h] = static_cast<std::int32_t>(i);
+                q.heads[groups++] = static_cast<std::int32_t>(h);
+            } else {
+                q.next[static_cast<std::size_t>(q.tail[h])] = static_cast<std::int32_t>(i);
+                q.tail[h] = static_cast<std::int32_t>(i);
+            }
+        }
+        std::size_t k = 0;
+        for (std::size_t g = 0; g < groups; ++g)
+            for (std::int32_t i = q.head[static_cast<std::size_t>(q.heads[g])]; i >= 0; i = q.next[static_cast<std::size_t>(i)]) {
+                q.order[k] = static_cast<std::uint32_t>(i);
+                q.group[k++] = static_cast<std::uint32_t>(g);
+            }
+    }
+
+    void count_sent(const send_queue& q, std::size_t first, std::size_t segments) noexcept {
+        for (std::size_t k = first; k < first + segments; ++k) {
+            ++stats_.datagrams_sent;
+            stats_.bytes_sent += q.bytes[q.order[k]];
+        }
+        if (segments > 1) {
+            ++stats_.gso_sends;
+            stats_.gso_datagrams += segments;
+        }
+    }
+
+    /// Positions [from, to) of q.order, one sendmsg each (after GSO was refused).
+    void resend_plain(send_queue& q, std::size_t from, std::size_t to) noexcept {
+        for (std::size_t k = from; k < to; ++k) {
+            const std::size_t e = q.order[k];
+            msghdr m{};
+            m.msg_name = const_cast<void*>(static_cast<const void*>(q.to[e].data()));
+            m.msg_namelen = static_cast<socklen_t>(q.to[e].size());
+            m.msg_iov = &q.iov[2 * e];
+            m.msg_iovlen = q.iov[2 * e + 1].iov_len ? 2 : 1;
+            if (::sendmsg(socket_.native_handle(), &m, MSG_DONTWAIT) < 0) {
+                ++stats_.send_dropped;
+                continue;
+            }
+            ++stats_.datagrams_sent;
+            stats_.bytes_sent += q.bytes[e];
+        }
+    }
 
     socket_type socket_;
     transport_stats stats_;
     std::unique_ptr<send_queue> out_; ///< made at the first queue_send()
+    bool gso_ = gso_supported();
 };
 
 } // namespace onair::transport
