@@ -162,8 +162,8 @@ public:
     /// wherever they have the same size (the last of a run may be shorter), up to
     /// udp_gso_segments of them; datagrams to different destinations may leave in another
     /// order than queued, those to one destination never do. A kernel that refuses a GSO
-    /// message (no support on the route) turns GSO off for the socket and gets the
-    /// datagrams one by one.
+    /// message whose datagrams it then takes one by one (no segmentation on the route)
+    /// turns GSO off for the socket; the rest of the flush goes one by one.
     void flush_sends() noexcept {
         if (!out_ || out_->count == 0) return;
         send_queue& q = *out_;
@@ -179,10 +179,10 @@ public:
                 const std::size_t start = at;
                 std::size_t seg = 1, total = q.bytes[q.order[at]];
                 const std::size_t size = total;
-                if (gso_) { // the run of same-size datagrams to this destination
+                if (gso_ && size > 0) { // the run of same-size datagrams to this destination (an empty one is no segment)
                     while (at + seg < q.count && seg < udp_gso_segments && q.group[at + seg] == q.group[start]) {
                         const std::size_t b = q.bytes[q.order[at + seg]];
-                        if (b > size || total + b > udp_gso_bytes) break;
+                        if (b == 0 || b > size || total + b > udp_gso_bytes) break;
                         total += b;
                         ++seg;
                         if (b < size) break; // a shorter one ends the run
@@ -218,20 +218,27 @@ public:
             std::size_t done = 0;
             while (done < n) {
                 const int sent = ::sendmmsg(socket_.native_handle(), msgs.data() + done, static_cast<unsigned>(n - done), MSG_DONTWAIT);
-                const std::size_t ok = sent > 0 ? static_cast<std::size_t>(sent) : 0;
-                for (std::size_t k = done; k < done + ok; ++k) count_sent(q, first[k], segments[k]);
-                done += ok;
-                if (done == n) break;
-                // Message `done` was refused. A GSO message the kernel cannot segment: GSO
-                // off, and this flush starts again from its first datagram without it.
+                if (sent > 0) { // a short count leaves errno alone: the next call reports the refused one
+                    for (std::size_t k = done; k < done + static_cast<std::size_t>(sent); ++k) count_sent(q, first[k], segments[k]);
+                    done += static_cast<std::size_t>(sent);
+                    continue;
+                }
+                // Message `done` was refused.
                 const int err = errno;
                 if (segments[done] > 1 && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP)) {
-                    gso_ = false;
-                    ++stats_.gso_refused;
-                    resend_plain(q, first[done], q.count);
-                    q.count = 0;
-                    q.used = 0;
-                    return;
+                    // Its datagrams one by one tell a kernel that cannot segment (they go
+                    // through: GSO off, and the rest of this flush without it) from a
+                    // destination that takes nothing (they fail too: GSO stays).
+                    if (resend_plain(q, first[done], first[done] + segments[done]) > 0) {
+                        gso_ = false;
+                        ++stats_.gso_refused;
+                        resend_plain(q, first[done] + segments[done], q.count);
+                        q.count = 0;
+                        q.used = 0;
+                        return;
+                    }
+                    ++done;
+                    continue;
                 }
                 stats_.send_dropped += segments[done]; // a full buffer: dropped, the rest go on
                 ++done;
@@ -328,8 +335,10 @@ private:
         }
     }
 
-    /// Positions [from, to) of q.order, one sendmsg each (after GSO was refused).
-    void resend_plain(send_queue& q, std::size_t from, std::size_t to) noexcept {
+    /// Positions [from, to) of q.order, one sendmsg each (after GSO was refused); how many
+    /// went out.
+    std::size_t resend_plain(send_queue& q, std::size_t from, std::size_t to) noexcept {
+        std::size_t ok = 0;
         for (std::size_t k = from; k < to; ++k) {
             const std::size_t e = q.order[k];
             msghdr m{};
@@ -343,7 +352,9 @@ private:
             }
             ++stats_.datagrams_sent;
             stats_.bytes_sent += q.bytes[e];
+            ++ok;
         }
+        return ok;
     }
 
     socket_type socket_;
