@@ -27,8 +27,10 @@ namespace onair::transport {
 
 /// Datagrams a udp transport receives with one recvmmsg, and sends with one sendmmsg.
 inline constexpr std::size_t udp_batch = 64;
-/// Datagrams queued for sending before the queue is flushed on its own.
-inline constexpr std::size_t udp_send_queue = 2048;
+/// Datagrams queued for sending before the queue is flushed on its own: what a batch of
+/// received packets fans out to, so that GSO finds several datagrams per destination even
+/// with thousands of them (64 x 256, about 4 MB with the arena, made at the first send).
+inline constexpr std::size_t udp_send_queue = 16384;
 /// Most datagrams one UDP GSO send carries (the kernel's limit), and most bytes.
 inline constexpr std::size_t udp_gso_segments = 64;
 inline constexpr std::size_t udp_gso_bytes = 63 * 1024;
@@ -133,7 +135,10 @@ public:
     /// held for the batch), are copied. A datagram the kernel will not take at the flush is
     /// dropped and counted, as send_to() does.
     void queue_send(const endpoint& to, std::span<const std::uint8_t> head, std::span<const std::uint8_t> tail, bool tail_stays) noexcept {
-        if (!out_) out_ = std::make_unique<send_queue>();
+        if (!out_) {
+            out_ = std::make_unique<send_queue>();
+            out_->head.fill(-1);
+        }
         send_queue& q = *out_;
         const std::size_t copy = head.size() + (tail_stays ? 0 : tail.size());
         if (q.count == udp_send_queue || q.used + copy > q.arena.size()) flush_sends();
@@ -267,7 +272,7 @@ private:
         std::array<endpoint, udp_send_queue> to;
         std::array<std::size_t, udp_send_queue> bytes;
         std::array<iovec, 2 * udp_send_queue> iov;
-        std::array<std::uint8_t, 1024 * 1024> arena; ///< copied heads and whole datagrams
+        std::array<std::uint8_t, 2 * 1024 * 1024> arena; ///< copied heads and whole datagrams
         // flush_sends(): the sending order (queue indices, grouped by destination), each
         // position's destination group, the iovecs of the messages, their GSO control data.
         std::array<std::uint32_t, udp_send_queue> order;
@@ -277,7 +282,7 @@ private:
         // group_by_destination(): an open-addressed table of destinations (group heads and
         // tails as queue indices, -1 for none) and each entry's successor in its group.
         static constexpr std::size_t table = 2 * udp_send_queue;
-        std::array<std::int32_t, table> head, tail;
+        std::array<std::int32_t, table> head, tail; ///< head: all -1 between flushes
         std::array<std::int32_t, udp_send_queue> next;
         std::array<std::int32_t, udp_send_queue> heads; ///< group heads in first-queued order
     };
@@ -302,7 +307,6 @@ private:
     /// first datagram, each group in queued order); q.group[k]: the group of position k.
     /// No allocation, linear in the queue.
     void group_by_destination(send_queue& q) noexcept {
-        std::fill(q.head.begin(), q.head.end(), -1);
         std::size_t groups = 0;
         for (std::size_t i = 0; i < q.count; ++i) {
             std::size_t h = hash(q.to[i]) & (send_queue::table - 1);
@@ -322,6 +326,7 @@ private:
                 q.order[k] = static_cast<std::uint32_t>(i);
                 q.group[k++] = static_cast<std::uint32_t>(g);
             }
+        for (std::size_t g = 0; g < groups; ++g) q.head[static_cast<std::size_t>(q.heads[g])] = -1; // cleared for the next flush
     }
 
     void count_sent(const send_queue& q, std::size_t first, std::size_t segments) noexcept {
