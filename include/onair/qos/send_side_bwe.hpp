@@ -60,6 +60,13 @@ struct send_side_bwe_config {
     /// with padding-only packets of under 300 bytes, and on a slow link every byte of a
     /// probe is queue the viewer's video waits behind.
     std::size_t probe_min_bytes = 6'000;
+    /// A probe's result waits until feedback has covered the whole cluster. A result from
+    /// its first packets sets their bytes against bursts not all reported yet: on a relay
+    /// leg, whose probe padding goes out in 10 ms bursts, that read 70-80 % of the rate sent.
+    /// Off for the host (5 ms bursts of media and padding): there the earlier result is
+    /// close enough and comes sooner, and waiting let a large probe overfill the queue on
+    /// the RFC 8867 ramp (docs/benchmarks.md).
+    bool probe_whole_cluster = false;
     /// While no over-use was seen for this long (and no probe for as long), a probe at twice
     /// the target checks for capacity the additive increase would take many seconds to find.
     /// 0 = off (the default: on the RFC 8867 cases it halves some ramp-up times but raises
@@ -442,10 +449,8 @@ private:
     void finish_probe(std::int64_t t) {
         if (probe_in_flight_ < 0) return;
         const bool timed_out = t - probe_sent_us_ > 1'000'000;
-        // Only once feedback has covered the whole cluster: a result from its first packets
-        // would set their bytes against the time of bursts not all reported yet, below the
-        // rate that was sent.
-        if (!timed_out && (!cluster_.complete || newest_reported_ < cluster_.last_seq)) return;
+        // With probe_whole_cluster, only once feedback has covered the whole cluster.
+        if (cfg_.probe_whole_cluster && !timed_out && (!cluster_.complete || newest_reported_ < cluster_.last_seq)) return;
         if (cluster_.packets >= 5 && cluster_.bytes > 0) {
             const std::int64_t send_span = cluster_.last_send - cluster_.first_send;
             const std::int64_t recv_span = cluster_.last_arrival - cluster_.first_arrival;

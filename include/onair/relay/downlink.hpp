@@ -40,12 +40,13 @@ struct downlink_config {
     /// The leg's estimator. Its send history and throughput window are 512 packets (16 and
     /// 8 KB; feedback comes every 50 ms, about 50 packets at 8 Mbps), not the host's 8192 and
     /// 4096: a relay has one per subscriber. Probe clusters are at least 2.4 KB, not 6:
-    /// padding-only packets are small.
+    /// padding-only packets are small; their results wait for the whole cluster.
     qos::send_side_bwe_config bwe = [] {
         qos::send_side_bwe_config c;
         c.history = 512;
         c.throughput_packets = 512;
         c.probe_min_bytes = 2'400; // about nine padding-only packets
+        c.probe_whole_cluster = true;
         return c;
     }();
     /// How often process() runs (the node's tick): the probe pacer's burst interval.
