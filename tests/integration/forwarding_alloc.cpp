@@ -13,6 +13,8 @@
 
 #include "support/rtp_builders.hpp"
 
+#include "support/counting_new.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -28,28 +30,7 @@
 #include <string>
 #include <vector>
 
-namespace {
-std::atomic<std::uint64_t> allocations{0};
-}
-
-// noinline: GCC would otherwise pair the inlined malloc/free with new/delete expressions
-// and warn about a mismatch. The array and nothrow forms default to these; the aligned
-// forms are counted too.
-__attribute__((noinline)) void* operator new(std::size_t n) {
-    ++allocations;
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-__attribute__((noinline)) void* operator new(std::size_t n, std::align_val_t a) {
-    ++allocations;
-    const auto align = static_cast<std::size_t>(a);
-    if (void* p = std::aligned_alloc(align, (std::max<std::size_t>(n, 1) + align - 1) / align * align)) return p;
-    throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+using onair_test::allocations;
 
 using namespace onair;
 using namespace std::chrono_literals;

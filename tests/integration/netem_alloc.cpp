@@ -4,6 +4,8 @@
 #include <onair/transport/emulated_link.hpp>
 #include <onair/transport/null.hpp>
 
+#include "support/counting_new.hpp"
+
 #include <doctest/doctest.h>
 
 #include <asio/io_context.hpp>
@@ -14,19 +16,7 @@
 #include <cstring>
 #include <new>
 
-namespace {
-std::atomic<std::uint64_t> allocations{0};
-}
-
-// noinline: GCC would otherwise pair the inlined malloc/free with new/delete expressions
-// and warn about a mismatch. The array forms default to these.
-__attribute__((noinline)) void* operator new(std::size_t n) {
-    ++allocations;
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+using onair_test::allocations;
 
 using namespace std::chrono_literals;
 using namespace onair::transport;
