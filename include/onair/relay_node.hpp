@@ -14,9 +14,11 @@
 
 #include <asio/io_context.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <concepts>
 #include <span>
 #include <utility>
@@ -33,9 +35,24 @@ struct relay_node_stats {
     std::uint64_t oversized = 0; ///< dropped: a datagram filling the whole buffer was cut short
 };
 
+/// The send workers a relay node starts unless told otherwise: ONAIR_RELAY_WORKERS from the
+/// environment (read once; 1 to 16), else 1.
+inline std::size_t relay_workers_wanted() noexcept {
+    static const std::size_t n = [] {
+        const char* v = std::getenv("ONAIR_RELAY_WORKERS");
+        const long w = v ? std::strtol(v, nullptr, 10) : 1;
+        return static_cast<std::size_t>(std::clamp<long>(w, 1, static_cast<long>(transport::udp_max_send_workers)));
+    }();
+    return n;
+}
+
 struct relay_node_config {
     /// Period of the relay policy's housekeeping (timeouts, deferred keyframe requests).
     std::chrono::milliseconds tick{10};
+    /// Threads that send what the node forwards, the node's own included (transport::udp:
+    /// set_send_workers). Forwarding decisions stay on the node's thread; each flush of a
+    /// batch's sends is shared out by destination.
+    std::size_t workers = relay_workers_wanted();
 };
 
 namespace detail {
@@ -47,6 +64,7 @@ concept batched_transport = requires(T& t, std::span<packet_ref> bufs, std::span
     { t.receive_many(bufs, from) } -> std::same_as<std::size_t>;
     t.queue_send(to, bytes, bytes, true);
     t.flush_sends();
+    t.set_send_workers(std::size_t{1});
     t.async_wait_readable([](std::error_code) {});
 };
 } // namespace detail
@@ -82,8 +100,9 @@ public:
     basic_relay_node(const basic_relay_node&) = delete;
     basic_relay_node& operator=(const basic_relay_node&) = delete;
 
-    /// Starts receiving and the housekeeping timer.
+    /// Starts the send workers (cfg.workers), receiving and the housekeeping timer.
     void start() {
+        if constexpr (batched) transport_.set_send_workers(cfg_.workers);
         running_ = true;
         receive();
         arm_timer();

@@ -37,6 +37,7 @@ struct transport_stats {
     std::uint64_t gso_sends = 0;     ///< UDP GSO messages (several datagrams to one destination)
     std::uint64_t gso_datagrams = 0; ///< datagrams they carried
     std::uint64_t gso_refused = 0;   ///< GSO messages the kernel refused (GSO turned off)
+    std::uint64_t split_flushes = 0; ///< flushes shared with send workers
 };
 
 namespace detail {

@@ -4,7 +4,8 @@
 // udp_gso_segments datagrams and udp_gso_bytes); heads and copied tails may change right
 // after queue_send, kept tails are sent from the caller's buffer; a full queue flushes by
 // itself; receive_many takes what is waiting in one call, with sizes and sources; a bad
-// destination, or a GSO message the kernel refuses, costs no other datagram.
+// destination, or a GSO message the kernel refuses, costs no other datagram. Each of those
+// holds with send workers as well, which share a flush out by destination.
 #include <onair/core/packet_buffer.hpp>
 #include <onair/transport/udp.hpp>
 
@@ -149,7 +150,9 @@ void queue(udp& s, const endpoint& to, const bytes& d, split how, std::deque<byt
 
 /// Puts `s` in the GSO mode asked for; returns whether GSO is on. Off although asked for
 /// only where the kernel lacks UDP_SEGMENT or ONAIR_UDP_GSO=0: the plain path is checked.
-bool gso_mode(udp& s, bool on) {
+bool gso_mode(udp& s, bool on, std::size_t workers = 1) {
+    s.set_send_workers(workers);
+    REQUIRE(s.send_workers() == workers);
     s.set_gso(on);
     static bool told = false;
     if (on && !s.gso() && !std::exchange(told, true)) MESSAGE("UDP GSO unavailable here (no kernel support, or ONAIR_UDP_GSO=0): checking the plain path");
@@ -185,14 +188,17 @@ TEST_CASE("udp: GSO is on by default where the kernel has it, off with ONAIR_UDP
 
 TEST_CASE("udp: one flush delivers interleaved datagrams to three destinations, each in its queued order, byte for byte") {
     bool want_gso = true;
+    std::size_t workers = 1;
     SUBCASE("GSO on") { want_gso = true; }
     SUBCASE("GSO off") { want_gso = false; }
+    SUBCASE("GSO on, 3 send workers") { want_gso = true; workers = 3; }
+    SUBCASE("GSO off, 3 send workers") { want_gso = false; workers = 3; }
 
     asio::io_context io;
     udp s(io, loopback());
     std::deque<receiver> rs;
     for (int i = 0; i < 3; ++i) rs.emplace_back(io);
-    const bool gso = gso_mode(s, want_gso);
+    const bool gso = gso_mode(s, want_gso, workers);
 
     // Frame-like runs per destination: `run` datagrams, all of `full` bytes but the last.
     // Destination 0 ends on a partial run of 1200-byte datagrams and destination 1 starts
@@ -239,14 +245,17 @@ TEST_CASE("udp: one flush delivers interleaved datagrams to three destinations, 
 
 TEST_CASE("udp: datagrams of mixed sizes to one destination split into runs where a larger one follows or a shorter one ends them") {
     bool want_gso = true;
+    std::size_t workers = 1;
     SUBCASE("GSO on") { want_gso = true; }
     SUBCASE("GSO off") { want_gso = false; }
+    SUBCASE("GSO on, 3 send workers") { want_gso = true; workers = 3; }
+    SUBCASE("GSO off, 3 send workers") { want_gso = false; workers = 3; }
 
     asio::io_context io;
     udp s(io, loopback());
     std::deque<receiver> rs;
     rs.emplace_back(io);
-    const bool gso = gso_mode(s, want_gso);
+    const bool gso = gso_mode(s, want_gso, workers);
 
     // Runs: [1000 1000 1000 600] [1000] [1200 1200] [1300 1300 1300 1300 50] [50 50]
     // [1400 1399] [1399] [1400]: a larger datagram never joins a run of smaller ones.
@@ -275,15 +284,18 @@ TEST_CASE("udp: datagrams of mixed sizes to one destination split into runs wher
 
 TEST_CASE("udp: long runs of one size go as GSO messages of at most udp_gso_segments datagrams and udp_gso_bytes") {
     bool want_gso = true;
+    std::size_t workers = 1;
     SUBCASE("GSO on") { want_gso = true; }
     SUBCASE("GSO off") { want_gso = false; }
+    SUBCASE("GSO on, 3 send workers") { want_gso = true; workers = 3; }
+    SUBCASE("GSO off, 3 send workers") { want_gso = false; workers = 3; }
 
     asio::io_context io;
     udp s(io, loopback());
     std::deque<receiver> rs;
     rs.emplace_back(io);
     rs.emplace_back(io);
-    const bool gso = gso_mode(s, want_gso);
+    const bool gso = gso_mode(s, want_gso, workers);
 
     // 150 small datagrams: the segment limit binds; 100 of 1400 bytes: the byte limit does.
     constexpr std::array<std::size_t, 2> count{150, 100}, size{100, 1400};
@@ -353,14 +365,17 @@ std::vector<self_flush> queue_plan(udp& s, std::deque<receiver>& rs, const std::
 
 TEST_CASE("udp: queue_send flushes by itself once udp_send_queue datagrams wait, losing and reordering nothing") {
     bool want_gso = true;
+    std::size_t workers = 1;
     SUBCASE("GSO on") { want_gso = true; }
     SUBCASE("GSO off") { want_gso = false; }
+    SUBCASE("GSO on, 3 send workers") { want_gso = true; workers = 3; }
+    SUBCASE("GSO off, 3 send workers") { want_gso = false; workers = 3; }
 
     asio::io_context io;
     udp s(io, loopback());
     std::deque<receiver> rs;
     for (int i = 0; i < 4; ++i) rs.emplace_back(io);
-    const bool gso = gso_mode(s, want_gso);
+    const bool gso = gso_mode(s, want_gso, workers);
 
     // Small datagrams (runs of four of 100 bytes and one of 40), round robin to four sockets.
     const std::size_t n = transport::udp_send_queue + 452;
@@ -392,14 +407,17 @@ TEST_CASE("udp: queue_send flushes by itself once udp_send_queue datagrams wait,
 
 TEST_CASE("udp: more copied bytes queued than one queue holds are sent all the same, in order per destination") {
     bool want_gso = true;
+    std::size_t workers = 1;
     SUBCASE("GSO on") { want_gso = true; }
     SUBCASE("GSO off") { want_gso = false; }
+    SUBCASE("GSO on, 3 send workers") { want_gso = true; workers = 3; }
+    SUBCASE("GSO off, 3 send workers") { want_gso = false; workers = 3; }
 
     asio::io_context io;
     udp s(io, loopback());
     std::deque<receiver> rs;
     for (int i = 0; i < 4; ++i) rs.emplace_back(io);
-    const bool gso = gso_mode(s, want_gso);
+    const bool gso = gso_mode(s, want_gso, workers);
 
     // 1000 datagrams of 1400 bytes, every byte copied by queue_send (1.4 MB).
     constexpr std::size_t n = 1000;
@@ -430,14 +448,17 @@ TEST_CASE("udp: more copied bytes queued than one queue holds are sent all the s
 
 TEST_CASE("udp: a tail queued with tail_stays is sent from the caller's buffer, not copied") {
     bool want_gso = true;
+    std::size_t workers = 1;
     SUBCASE("GSO on") { want_gso = true; }
     SUBCASE("GSO off") { want_gso = false; }
+    SUBCASE("GSO on, 3 send workers") { want_gso = true; workers = 3; }
+    SUBCASE("GSO off, 3 send workers") { want_gso = false; workers = 3; }
 
     asio::io_context io;
     udp s(io, loopback());
     std::deque<receiver> rs;
     rs.emplace_back(io);
-    (void)gso_mode(s, want_gso);
+    (void)gso_mode(s, want_gso, workers);
 
     // The tails are changed after queue_send only to see where the flush reads them from.
     const bytes head(12, 0x80);
@@ -456,14 +477,17 @@ TEST_CASE("udp: a tail queued with tail_stays is sent from the caller's buffer, 
 
 TEST_CASE("udp: empty datagrams are sent, each one, also at the end of a run of one size") {
     bool want_gso = true;
+    std::size_t workers = 1;
     SUBCASE("GSO on") { want_gso = true; }
     SUBCASE("GSO off") { want_gso = false; }
+    SUBCASE("GSO on, 3 send workers") { want_gso = true; workers = 3; }
+    SUBCASE("GSO off, 3 send workers") { want_gso = false; workers = 3; }
 
     asio::io_context io;
     udp s(io, loopback());
     std::deque<receiver> rs;
     rs.emplace_back(io);
-    (void)gso_mode(s, want_gso);
+    (void)gso_mode(s, want_gso, workers);
 
     const std::vector<bytes> expected{{}, {}, {}, datagram(0, 3, 1000), datagram(0, 4, 1000), {}};
     for (const auto& d : expected) s.queue_send(rs[0].at(), d, {}, false);
@@ -568,14 +592,17 @@ TEST_CASE("udp: receive_many takes at most udp_batch datagrams, and no more than
 
 TEST_CASE("udp: datagrams to a closed port or an invalid destination cost only themselves in a flush") {
     bool want_gso = true;
+    std::size_t workers = 1;
     SUBCASE("GSO on") { want_gso = true; }
     SUBCASE("GSO off") { want_gso = false; }
+    SUBCASE("GSO on, 3 send workers") { want_gso = true; workers = 3; }
+    SUBCASE("GSO off, 3 send workers") { want_gso = false; workers = 3; }
 
     asio::io_context io;
     udp s(io, loopback());
     std::deque<receiver> rs;
     rs.emplace_back(io);
-    (void)gso_mode(s, want_gso);
+    (void)gso_mode(s, want_gso, workers);
 
     endpoint closed;
     {
@@ -665,4 +692,138 @@ TEST_CASE("udp: a GSO message the kernel refuses turns GSO off and its datagrams
     CHECK(st.gso_refused == 1);
     CHECK(st.gso_sends == 0);
     CHECK(st.datagrams_sent == lead + 20);
+}
+
+TEST_CASE("udp: send workers share a flush to many destinations, each destination's datagrams in order on one thread") {
+    bool want_gso = true;
+    std::size_t workers = 2;
+    SUBCASE("GSO on, 2 send workers") { want_gso = true; workers = 2; }
+    SUBCASE("GSO off, 2 send workers") { want_gso = false; workers = 2; }
+    SUBCASE("GSO on, 4 send workers") { want_gso = true; workers = 4; }
+    SUBCASE("GSO off, 4 send workers") { want_gso = false; workers = 4; }
+
+    // Three flushes, as a relay's batches: frames of 5 datagrams (the last shorter) to every
+    // destination in turn, and uneven loads (destination d gets d % 3 datagrams more). Sent
+    // once by the caller alone, for reference, then with the workers.
+    constexpr std::size_t destinations = 40, per_destination = 25;
+    auto run = [&](std::size_t threads) {
+        asio::io_context io;
+        udp s(io, loopback());
+        std::deque<receiver> rs;
+        for (std::size_t d = 0; d < destinations; ++d) rs.emplace_back(io);
+        const bool gso = gso_mode(s, want_gso, threads);
+        std::vector<std::vector<bytes>> expected(destinations);
+        std::deque<bytes> kept;
+        std::size_t queued = 0;
+        for (int flush = 0; flush < 3; ++flush) {
+            for (std::size_t i = 0; i < per_destination; ++i)
+                for (std::size_t d = 0; d < destinations; ++d) {
+                    if (i >= per_destination - 3 + d % 3) continue;
+                    const std::size_t seq = expected[d].size();
+                    const bytes dg = datagram(d, seq, seq % 5 == 4 ? 200 + d : 1100);
+                    queue(s, rs[d].at(), dg, split_for(seq + d), kept);
+                    expected[d].push_back(dg);
+                    ++queued;
+                }
+            s.flush_sends();
+        }
+        std::vector<std::size_t> want;
+        for (const auto& e : expected) want.push_back(e.size());
+        await(rs, want);
+        std::size_t bytes_queued = 0;
+        for (std::size_t d = 0; d < destinations; ++d) {
+            check_same(rs[d].got, expected[d], "destination " + std::to_string(d));
+            bytes_queued += total_bytes(expected[d]);
+        }
+        const transport::transport_stats st = s.stats();
+        CHECK(st.split_flushes == (threads > 1 ? 3 : 0));
+        CHECK(st.datagrams_sent == queued); // the workers' counts are the transport's
+        CHECK(st.bytes_sent == bytes_queued);
+        CHECK(st.send_dropped == 0);
+        if (gso) CHECK(st.gso_refused == 0);
+        else CHECK(st.gso_sends == 0);
+        return st;
+    };
+    const auto alone = run(1);
+    const auto shared = run(workers);
+    // Shares end where a destination does: the same GSO messages either way.
+    CHECK(shared.gso_sends == alone.gso_sends);
+    CHECK(shared.gso_datagrams == alone.gso_datagrams);
+    if (want_gso && alone.gso_sends) CHECK(alone.gso_datagrams > alone.gso_sends);
+}
+
+TEST_CASE("udp: a flush below udp_split_min, to one destination, or without workers is sent by the caller alone") {
+    asio::io_context io;
+    udp s(io, loopback());
+    std::deque<receiver> rs;
+    rs.emplace_back(io);
+    rs.emplace_back(io);
+    std::vector<std::vector<bytes>> expected(2);
+    std::deque<bytes> kept;
+    auto put = [&](std::size_t d, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) {
+            expected[d].push_back(datagram(d, expected[d].size(), 500));
+            queue(s, rs[d].at(), expected[d].back(), split::whole_head, kept);
+        }
+    };
+    CHECK(s.send_workers() == 1);
+    put(0, 20);
+    put(1, 20);
+    s.flush_sends(); // no workers
+    s.set_send_workers(2);
+    CHECK(s.send_workers() == 2);
+    put(0, transport::udp_split_min / 2 - 1);
+    put(1, transport::udp_split_min / 2);
+    s.flush_sends(); // one short of udp_split_min
+    put(0, 100);
+    s.flush_sends(); // one destination
+    CHECK(s.stats().split_flushes == 0);
+    put(0, transport::udp_split_min / 2);
+    put(1, transport::udp_split_min / 2);
+    s.flush_sends(); // udp_split_min to two destinations: shared
+    CHECK(s.stats().split_flushes == 1);
+    s.set_send_workers(1);
+    CHECK(s.send_workers() == 1);
+    s.set_send_workers(0); // at least the caller
+    CHECK(s.send_workers() == 1);
+    s.set_send_workers(1000);
+    CHECK(s.send_workers() == transport::udp_max_send_workers);
+    put(0, 30);
+    put(1, 30);
+    s.flush_sends();
+    CHECK(s.stats().split_flushes == 2);
+    await(rs, {expected[0].size(), expected[1].size()});
+    check_same(rs[0].got, expected[0], "destination 0");
+    check_same(rs[1].got, expected[1], "destination 1");
+    CHECK(s.stats().datagrams_sent == expected[0].size() + expected[1].size());
+}
+
+TEST_CASE("udp: with send workers, GSO refused in every share turns GSO off once and loses nothing") {
+    asio::io_context io;
+    udp s(io, loopback());
+    std::deque<receiver> rs;
+    for (int d = 0; d < 4; ++d) rs.emplace_back(io);
+    if (!gso_mode(s, true, 2)) return;
+    int one = 1;
+    if (::setsockopt(s.socket().native_handle(), SOL_SOCKET, SO_NO_CHECK, &one, sizeof one) != 0) {
+        MESSAGE("SO_NO_CHECK unavailable: not checked");
+        return;
+    }
+    std::vector<std::vector<bytes>> expected(4);
+    std::deque<bytes> kept;
+    for (std::size_t i = 0; i < 12; ++i)
+        for (std::size_t d = 0; d < 4; ++d) {
+            expected[d].push_back(datagram(d, i, i == 11 ? 300 : 900));
+            queue(s, rs[d].at(), expected[d].back(), split_for(i), kept);
+        }
+    s.flush_sends();
+    await(rs, {12, 12, 12, 12});
+    for (std::size_t d = 0; d < 4; ++d) check_same(rs[d].got, expected[d], "destination " + std::to_string(d));
+    const auto& st = s.stats();
+    CHECK(st.split_flushes == 1);
+    CHECK(st.datagrams_sent == 48);
+    CHECK(st.send_dropped == 0);
+    CHECK(st.gso_refused == 1);
+    CHECK(st.gso_sends == 0);
+    CHECK_FALSE(s.gso());
 }
