@@ -12,7 +12,9 @@
 //          per-leg transport-wide numbering and estimation, keyframe gating), the K sinks
 //          subscribed with play hellos as viewers are; batched I/O (recvmmsg, sendmmsg),
 //          UDP GSO off;
-//   +gso   the same with UDP GSO on (datagrams of one batch to one destination in one send).
+//   +gso   the same with UDP GSO on (datagrams of one batch to one destination in one send);
+//   +gso*N with --workers N: the same with N send workers (relay_node_config::workers), not
+//          pinned; its CPU is the node thread's plus the workers'.
 // Every packet carries its send time (steady clock) in its last 8 bytes; the sinks read
 // every socket (epoll + recvmmsg) and count media packets, keeping one delay sample in 8.
 // Printed per K and forwarder: packets/s and Gbit/s out (received by the sinks), the
@@ -340,12 +342,15 @@ struct result {
     std::uint64_t gso_refused = 0;
 };
 
-result measure(sinks& s, std::size_t k, generator& g, std::thread& forwarder_thread, double seconds, int kbps, std::uint64_t sent_before) {
-    const double cpu0 = thread_cpu_seconds(forwarder_thread);
+/// `more_cpu`: CPU seconds the forwarder spent beside its thread (onair's send workers).
+template <class MoreCpu>
+result measure(sinks& s, std::size_t k, generator& g, std::thread& forwarder_thread, double seconds, int kbps, std::uint64_t sent_before,
+               MoreCpu more_cpu) {
+    const double cpu0 = thread_cpu_seconds(forwarder_thread) + more_cpu();
     const auto t0 = steady::now();
     g.stream(seconds, kbps);
     const auto t1 = steady::now();
-    const double cpu1 = thread_cpu_seconds(forwarder_thread);
+    const double cpu1 = thread_cpu_seconds(forwarder_thread) + more_cpu();
     std::this_thread::sleep_for(300ms); // what is in flight
     s.finish();
     result r;
@@ -372,14 +377,15 @@ result run_raw(sinks& s, std::size_t k, double seconds, int kbps) {
     generator g;
     g.to = f.self;
     s.start(k);
-    return measure(s, k, g, f.thread, seconds, kbps, 0);
+    return measure(s, k, g, f.thread, seconds, kbps, 0, [] { return 0.0; });
 }
 
-result run_onair(sinks& s, std::size_t k, double seconds, int kbps, bool gso) {
+result run_onair(sinks& s, std::size_t k, double seconds, int kbps, bool gso, std::size_t workers) {
     const std::int64_t rss0 = rss_bytes();
     asio::io_context io(1);
-    relay_node node(relay::sfu{}, sink::null_packets{}, relay_node_config{}, io,
-                    transport::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0));
+    relay_node_config nc;
+    nc.workers = workers;
+    relay_node node(relay::sfu{}, sink::null_packets{}, nc, io, transport::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0));
     node.transport().set_gso(gso);
     node.start();
     std::thread t([&] { io.run(); });
@@ -423,7 +429,8 @@ result run_onair(sinks& s, std::size_t k, double seconds, int kbps, bool gso) {
     if (joined < k) std::fprintf(stderr, "only %zu of %zu subscribers joined\n", joined, k);
     s.start(k);
     const std::uint64_t before = g.sent;
-    result r = measure(s, k, g, t, seconds, kbps, before);
+    result r = measure(s, k, g, t, seconds, kbps, before,
+                       [&] { return std::chrono::duration<double>(node.transport().send_workers_cpu()).count(); });
     r.bytes_per_subscriber = static_cast<double>(rss_bytes() - rss0) / static_cast<double>(k);
     node.stop();
     io.stop();
@@ -462,11 +469,13 @@ int main(int argc, char** argv) {
                      {{"subscribers", "K,K,...", "subscriber counts (default 10,100,1000,3000)"},
                       {"kbps", "N", "video bitrate of the stream (default 1500)"},
                       {"seconds", "S", "streaming time per run (default 4)"},
-                      {"extra", "K@KBPS", "one more onair and raw run at another bitrate (default 3000@600; 'none' for none)"}});
+                      {"extra", "K@KBPS", "one more onair and raw run at another bitrate (default 3000@600; 'none' for none)"},
+                      {"workers", "N", "also run onair with GSO and N send workers, unpinned (default 1: no such run)"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
         const auto ks = parse_list(cli.get("subscribers", "10,100,1000,3000"));
         const int kbps = cli.number<int>("kbps", 1500, 50, 20000);
         const double seconds = cli.number<double>("seconds", 4, 1, 600);
+        const auto workers = cli.number<std::size_t>("workers", 1, 1, transport::udp_max_send_workers);
         std::vector<std::pair<std::size_t, int>> runs;
         for (auto k : ks) runs.emplace_back(k, kbps);
         const std::string extra = cli.get("extra", "3000@600");
@@ -485,11 +494,17 @@ int main(int argc, char** argv) {
         for (auto& [k, rate] : runs) {
             const result raw = run_raw(s, k, seconds, rate);
             print("raw", k, rate, raw);
-            const result on = run_onair(s, k, seconds, rate, false);
+            const result on = run_onair(s, k, seconds, rate, false, 1);
             print("onair", k, rate, on);
-            const result gso = run_onair(s, k, seconds, rate, true);
+            const result gso = run_onair(s, k, seconds, rate, true, 1);
             print("+gso", k, rate, gso);
-            for (const auto& [name, r] : {std::pair<const char*, const result&>{"ratio", on}, {"gso/raw", gso}})
+            std::vector<std::pair<const char*, result>> ratios{{"ratio", on}, {"gso/raw", gso}};
+            if (workers > 1) {
+                const result w = run_onair(s, k, seconds, rate, true, workers);
+                print("+gso*N", k, rate, w);
+                ratios.emplace_back("gsoN/raw", w);
+            }
+            for (const auto& [name, r] : ratios)
                 std::printf("%6s %5s  %-7s%10.3f %7s %8s  %10.3f\n", "", "", name, raw.pps > 0 ? r.pps / raw.pps : 0, "", "",
                             raw.per_cpu_s > 0 ? r.per_cpu_s / raw.per_cpu_s : 0);
         }

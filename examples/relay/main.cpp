@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
                       {"record", "STREAM=webm|mp4", "record STREAM whenever it is live here (one file per stream and session)", true},
                       {"record-dir", "DIR", "where recordings go (default: the current directory)"},
                       {"record-token-file", "FILE", "bearer token that POST /record/... requests must carry (default: no HTTP control)"},
+                      {"workers", "N", "threads that send what the node forwards, this one included (default: ONAIR_RELAY_WORKERS, else 1)"},
                       {"seconds", "N", "stop after N seconds (default: run until SIGINT/SIGTERM)"},
                       {"stats-every", "SEC", "print a statistics line every SEC seconds"}});
     return guarded_main(cli, argc, argv, [&]() -> int {
@@ -161,7 +162,10 @@ int main(int argc, char** argv) {
         onair::cdn::http_egress_config hc;
         if (cli.has("record-token-file")) hc.record_token = read_secret_file(cli.get("record-token-file"), "--record-token-file");
 
-        onair::basic_relay_node<onair::transport::udp, onair::relay::cascade, onair::cdn::egress&> node(std::move(policy), egress, {}, io, listen);
+        onair::relay_node_config node_cfg;
+        node_cfg.workers = cli.number<std::size_t>("workers", node_cfg.workers, 1, onair::transport::udp_max_send_workers);
+        onair::basic_relay_node<onair::transport::udp, onair::relay::cascade, onair::cdn::egress&> node(std::move(policy), egress, node_cfg, io,
+                                                                                                      listen);
         node.start();
         std::printf("onair-relay: listening on %s:%u\n", node.local_endpoint().address().to_string().c_str(),
                     node.local_endpoint().port());

@@ -12,13 +12,16 @@
 
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -249,6 +252,18 @@ public:
         if (n > 1) workers_ = std::make_unique<worker_pool>(n - 1);
     }
     std::size_t send_workers() const noexcept { return workers_ ? workers_->slots.size() + 1 : 1; }
+    /// CPU time the send workers used (their thread clocks, summed; 0 without workers).
+    std::chrono::nanoseconds send_workers_cpu() const noexcept {
+        std::chrono::nanoseconds sum{0};
+        if (workers_)
+            for (const auto& w : workers_->slots) {
+                clockid_t id;
+                timespec ts{};
+                if (pthread_getcpuclockid(w->thread.native_handle(), &id) == 0 && clock_gettime(id, &ts) == 0)
+                    sum += std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+            }
+        return sum;
+    }
 
     /// UDP GSO in flush_sends(): on where the kernel has it (and udp_gso_wanted()), off
     /// after the kernel refused it once.
