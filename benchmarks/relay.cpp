@@ -66,7 +66,9 @@ namespace {
 constexpr std::uint32_t video_ssrc = 0x1000, audio_ssrc = 0x2000;
 constexpr const char* stream_name = "bench";
 
-void pin(std::thread& t, int cpu) {
+/// Pins `t` to `cpu` and names it (perf and top show forwarders by these names).
+void pin(std::thread& t, int cpu, const char* name) {
+    pthread_setname_np(t.native_handle(), name);
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu % static_cast<int>(std::max(1u, std::thread::hardware_concurrency())), &set);
@@ -147,7 +149,7 @@ struct sinks {
         bytes = 0;
         delays.clear();
         thread = std::thread([this] { run(); });
-        pin(thread, 1);
+        pin(thread, 1, "bench-sinks");
     }
     void finish() {
         stop = true;
@@ -297,7 +299,7 @@ struct raw_forwarder {
         const int sndbuf = 4 << 20;
         ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
         thread = std::thread([this] { run(); });
-        pin(thread, 0);
+        pin(thread, 0, "raw-forwarder");
     }
     ~raw_forwarder() {
         stop = true;
@@ -389,7 +391,7 @@ result run_onair(sinks& s, std::size_t k, double seconds, int kbps, bool gso, st
     node.transport().set_gso(gso);
     node.start();
     std::thread t([&] { io.run(); });
-    pin(t, 0);
+    pin(t, 0, "onair-node");
     generator g;
     g.to = to_sockaddr(node.local_endpoint());
     auto hello = [&](int fd, rtp::session_type type) {
