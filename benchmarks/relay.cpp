@@ -63,7 +63,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::uint32_t video_ssrc = 0x1000, audio_ssrc = 0x2000;
+constexpr std::uint32_t video_ssrc = 0x1000, audio_ssrc = 0x2000, rtx_ssrc = 0x1001;
 constexpr const char* stream_name = "bench";
 
 /// Pins `t` to `cpu` and names it (perf and top show forwarders by these names).
@@ -404,6 +404,7 @@ result run_onair(sinks& s, std::size_t k, double seconds, int kbps, bool gso, st
             m.stream.audio_ssrc = audio_ssrc;
             m.stream.video_codec = "VP8";
             m.stream.audio_codec = "opus";
+            m.stream.video_rtx_ssrc = rtx_ssrc; // as hosts announce it: the legs probe on it
         }
         std::array<std::uint8_t, 1024> buf;
         const std::size_t n = rtp::write_session_message(m, buf);
