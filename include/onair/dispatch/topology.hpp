@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -37,6 +38,10 @@ struct routing_config {
     double jitter_weight = 1;
     double load_penalty_ms = 20;    ///< added per node at full load (load / capacity = 1)
     double overload = 0.95;         ///< nodes above this share of their capacity carry no transit
+    /// Edges are ranked by load in steps of this share of capacity: within one step (probes
+    /// and heartbeats, a stream or two) the node id decides, so near-idle edges keep a
+    /// stable order instead of swapping places on noise.
+    double load_step = 0.05;
     std::size_t max_hops = 4;       ///< links on a route
     double switch_gain = 0.2;       ///< a route in use moves only to one this much cheaper
     double smoothing = 0.3;         ///< weight of a new sample in a link's moving average
@@ -182,7 +187,8 @@ public:
             if (xo != yo) return !xo;
             const bool xr = x.second->region == region, yr = y.second->region == region;
             if (xr != yr) return xr;
-            if (x.second->load_share() != y.second->load_share()) return x.second->load_share() < y.second->load_share();
+            const double xs = std::floor(x.second->load_share() / cfg_.load_step), ys = std::floor(y.second->load_share() / cfg_.load_step);
+            if (xs != ys) return xs < ys;
             return x.first < y.first;
         });
         std::vector<std::string> out;

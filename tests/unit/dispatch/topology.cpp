@@ -180,3 +180,15 @@ TEST_CASE("edges are ranked: the client's region first, then by load, overloaded
     CHECK(t.rank_edges("eu", 10) == std::vector<std::string>{"eu2", "eu1", "us1", "eu3"});
     CHECK(t.rank_edges("us", 2) == std::vector<std::string>{"us1", "eu2"});
 }
+
+TEST_CASE("edges whose loads differ by less than a load step keep their order by id; a step apart, the lighter comes first") {
+    topology t;
+    // Near idle: b carries a little more (its probes, a heartbeat) than a and c.
+    t.upsert_node("b", {"eu", 1000, 0.3});
+    t.upsert_node("c", {"eu", 1000, 0.0});
+    t.upsert_node("a", {"eu", 1000, 2.0});
+    CHECK(t.rank_edges("eu", 3) == std::vector<std::string>{"a", "b", "c"});
+    // a step (5 % of capacity) more on a: it goes behind.
+    t.upsert_node("a", {"eu", 1000, 60});
+    CHECK(t.rank_edges("eu", 3) == std::vector<std::string>{"b", "c", "a"});
+}
