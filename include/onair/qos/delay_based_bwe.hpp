@@ -129,7 +129,7 @@ private:
 class trendline_estimator {
 public:
     struct config {
-        std::size_t window = 20;
+        std::size_t window = 20; ///< groups the trend is fitted over (2..max_window)
         double smoothing = 0.9;
         double threshold_gain = 4.0;
         double k_up = 0.0087;
@@ -168,8 +168,11 @@ public:
     double modified_trend() const noexcept { return modified_trend_; }
     double threshold_ms() const noexcept { return threshold_; }
 
+    /// The longest window: its points are kept in the object (a relay keeps a detector per
+    /// subscriber).
+    static constexpr std::size_t max_window = 32;
+
 private:
-    static constexpr std::size_t max_window = 64;
     struct point {
         double x = 0, y = 0;
     };

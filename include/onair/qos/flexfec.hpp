@@ -207,6 +207,10 @@ public:
     void set_loss(double loss_fraction) { set_protection(protection_for_loss(loss_fraction)); }
     const fec_protection& protection() const noexcept { return cfg_.protection; }
     const flexfec_encoder_stats& stats() const noexcept { return stats_; }
+    /// Bytes this encoder takes: the object and its parity accumulators.
+    std::size_t memory_bytes() const noexcept {
+        return sizeof(*this) + acc_.capacity() * sizeof(acc_[0]) + acc_.size() * sizeof(detail::fec_accumulator);
+    }
 
     /// Protects one media datagram; calls emit(rtp::bytes_view) with each repair datagram
     /// that becomes ready (the view is valid during the call). Datagrams of another SSRC,
@@ -457,6 +461,11 @@ public:
 
     const flexfec_decoder_stats& stats() const noexcept { return stats_; }
     std::size_t window() const noexcept { return media_.size(); }
+    /// Bytes this decoder takes: the object, its media window and its repair packets.
+    std::size_t memory_bytes() const noexcept {
+        return sizeof(*this) + media_.capacity() * sizeof(media_slot) + fec_.capacity() * sizeof(fec_slot) +
+               work_.capacity() * sizeof(std::int64_t);
+    }
     /// Repair packets still waiting for enough media to be useful.
     std::size_t pending_fec() const noexcept {
         return static_cast<std::size_t>(std::count_if(fec_.begin(), fec_.end(), [](const auto& f) { return f.active; }));

@@ -176,6 +176,9 @@ public:
     clock::duration reorder_wait() const noexcept { return reorder_; }
     std::size_t missing_count() const noexcept { return missing_.size(); }
     const stats_type& stats() const noexcept { return stats_; }
+    /// Bytes this generator takes: the object and its list of holes (which grows with the
+    /// holes seen, up to max_missing, and keeps its storage).
+    std::size_t memory_bytes() const noexcept { return sizeof(*this) + missing_.capacity() * sizeof(hole); }
     void reset() {
         missing_.clear();
         unwrap_.reset();

@@ -256,6 +256,9 @@ public:
     bool probing() const noexcept { return probe_count_ > 0; }
     const pacer_config& config() const noexcept { return cfg_; }
     const pacer_stats& stats() const noexcept { return stats_; }
+    /// Bytes this pacer takes: the object and its queue slots (not the packets queued: they
+    /// are pooled buffers).
+    std::size_t memory_bytes() const noexcept { return sizeof(*this) + slots_.capacity() * sizeof(slot); }
 
 private:
     // Budgets are in 1e-6 bit: refilling rate_bps for elapsed_us adds rate_bps * elapsed_us.
@@ -276,10 +279,10 @@ private:
 
     struct probe_cluster {
         std::int32_t id = -1;
+        bool started = false;
         std::int64_t bitrate_bps = 0;
         std::size_t min_bytes = 0;
         std::chrono::microseconds min_duration{0};
-        bool started = false;
         time_point start{}; ///< first packet
         time_point last{};  ///< latest packet
         std::size_t bytes = 0;

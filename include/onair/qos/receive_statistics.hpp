@@ -253,6 +253,8 @@ public:
     }
 
     std::size_t size() const noexcept { return streams_.size(); }
+    /// Bytes this object takes: itself and its streams' statistics.
+    std::size_t memory_bytes() const noexcept { return sizeof(*this) + streams_.capacity() * sizeof(stream_statistics); }
 
 private:
     std::vector<stream_statistics> streams_;

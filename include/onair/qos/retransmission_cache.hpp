@@ -83,6 +83,15 @@ public:
     }
     std::size_t capacity() const noexcept { return slots_.size(); }
     const stats_type& stats() const noexcept { return stats_; }
+    /// Bytes this cache takes: the object and its slots. The packets it holds are pooled
+    /// buffers, not counted here (held() of them).
+    std::size_t memory_bytes() const noexcept { return sizeof(*this) + slots_.capacity() * sizeof(slot); }
+    /// Packets held (walks the slots: for diagnostics).
+    std::size_t held() const noexcept {
+        std::size_t n = 0;
+        for (const auto& s : slots_) n += s.packet ? 1 : 0;
+        return n;
+    }
 
 private:
     struct slot {

@@ -27,6 +27,11 @@
 // are counted `unknown`, packets already acknowledged `duplicates`, and a message whose
 // arrival times run backwards by more than a second or span more than 10 s of time for
 // 500 ms of sending is `absurd` and ignored whole. None of them move the estimate.
+//
+// Memory: the send history (8 bytes a packet) and the throughput window (6 bytes an
+// arrival), allocated at construction (a relay keeps an estimator per subscriber: 512 of
+// each, 7 KB). A feedback message is read where it lies (parsed once to check it, once to
+// take it), not copied.
 #pragma once
 
 #include "onair/qos/delay_based_bwe.hpp"
@@ -50,8 +55,12 @@ struct send_side_bwe_config {
     std::int64_t start_bps = 300'000;
     std::int64_t min_bps = 30'000;
     std::int64_t max_bps = 10'000'000;
-    std::size_t history = 8192;                          ///< sent packets remembered (power of two)
-    std::chrono::microseconds throughput_window{500'000}; ///< of arrival time, for the acknowledged rate
+    /// Sent packets remembered (a power of two, 64 to 65536: feedback names them by 16-bit
+    /// numbers). Send times are kept to 32 bits of microseconds, so a packet is also
+    /// forgotten 18 to 36 minutes after it was sent (feedback comes within seconds).
+    std::size_t history = 8192;
+    /// Of arrival time, for the acknowledged rate (at most 60 s).
+    std::chrono::microseconds throughput_window{500'000};
     /// Arrivals the throughput window holds at most (beyond that it spans less time).
     std::size_t throughput_packets = 4096;
     bool probing = true;
@@ -117,29 +126,44 @@ public:
     send_side_bwe() : send_side_bwe(send_side_bwe_config{}) {}
     explicit send_side_bwe(const send_side_bwe_config& c) : cfg_(sanitize(c)), aimd_(aimd_config(cfg_)) {
         history_.resize(cfg_.history);
-        // A message reporting more packets than the history holds is mostly unknown ones.
-        entries_.reserve(std::min<std::size_t>(2 * cfg_.history, 65536));
-        window_.resize(std::max<std::size_t>(cfg_.throughput_packets, 2));
+        window_at_.resize(std::max<std::size_t>(cfg_.throughput_packets, 2));
+        window_bytes_.resize(window_at_.size());
         loss_based_ = cfg_.start_bps;
         target_ = cfg_.start_bps;
     }
 
     // ---- sending side ----
 
-    /// A packet left the pacer with this transport-wide sequence number.
+    /// A packet left the pacer with this transport-wide sequence number (`bytes`: its size,
+    /// at most 4095 counted; datagrams are at most 1500).
     void on_sent(std::uint16_t transport_sequence, std::size_t bytes, time_point t, std::int32_t probe_cluster = -1) {
         const std::int64_t seq = send_unwrap_.unwrap(transport_sequence);
-        sent& s = history_[static_cast<std::size_t>(seq) & (history_.size() - 1)];
-        s = {seq, us(t), static_cast<std::uint32_t>(bytes), probe_cluster, false, false, true};
-        if (probe_cluster >= 0 && probe_cluster == cluster_.id && !cluster_.complete) {
-            if (cluster_.sent_bytes == 0) cluster_.sent_first = us(t);
+        const std::int64_t t_us = us(t);
+        expire(t_us);
+        // Numbers skipped since the newest: their slots may hold packets a whole number of
+        // 65536 older, which the 16-bit numbers kept could not tell from them.
+        if (newest_sent_ >= 0 && seq > newest_sent_ + 1)
+            for (std::int64_t x = std::max(newest_sent_ + 1, seq - static_cast<std::int64_t>(history_.size()) + 1); x < seq; ++x)
+                slot(x).valid = false;
+        const bool probe = probe_cluster >= 0 && probe_cluster == cluster_.id;
+        if (probe && cluster_.first_seq < 0) cluster_.first_seq = seq;
+        sent& s = slot(seq);
+        s = sent{};
+        s.send_us = static_cast<std::uint32_t>(t_us);
+        s.seq = transport_sequence;
+        s.bytes = std::min<std::size_t>(bytes, max_sent_bytes) & max_sent_bytes;
+        s.probe = probe;
+        s.valid = true;
+        if (probe && !cluster_.complete) {
+            if (cluster_.sent_bytes == 0) cluster_.sent_first = t_us;
             cluster_.sent_bytes += bytes;
-            cluster_.sent_last = us(t);
+            cluster_.sent_last = t_us;
             cluster_.last_seq = seq;
             cluster_.complete = cluster_.sent_bytes >= cluster_.min_bytes && cluster_.sent_last - cluster_.sent_first >= cluster_.min_duration;
         }
-        if (!started_) start(us(t));
+        if (!started_) start(t_us);
         newest_sent_ = seq;
+        newest_send_us_ = std::max(newest_send_us_, t_us);
     }
 
     /// Probe clusters due now, for the pacer (call after on_sent/on_feedback; each is
@@ -200,50 +224,15 @@ public:
     /// Takes one feedback message; returns false when it was ignored as absurd.
     template <class Entries>
     bool on_feedback(const Entries& entries, time_point now) {
-        const std::int64_t t = us(now);
-        if (!check(entries)) {
+        feedback_check c;
+        for (const feedback_entry& e : entries) c.add(*this, e);
+        if (!c.sane()) {
             ++stats_.absurd;
             return false;
         }
-        ++stats_.feedbacks;
-        std::uint64_t lost = 0, received = 0, late = 0;
-        for (const feedback_entry& e : entries) {
-            sent* s = find(e.sequence);
-            if (!s) {
-                ++stats_.unknown;
-                continue;
-            }
-            newest_reported_ = std::max(newest_reported_, s->seq);
-            if (!e.received) {
-                if (!s->acked && !s->reported_lost) {
-                    s->reported_lost = true;
-                    ++lost;
-                }
-                continue;
-            }
-            if (s->acked) {
-                ++stats_.duplicates;
-                continue;
-            }
-            s->acked = true;
-            if (s->reported_lost) { // reordered across a report: not lost after all
-                s->reported_lost = false;
-                ++late;
-            }
-            ++received;
-            on_acked(*s, e.arrival_us);
-        }
-        stats_.acked += received;
-        stats_.lost = stats_.lost + lost - std::min(stats_.lost + lost, late);
-        stats_.late += late;
-        // A late one was counted in a loss window as lost: take it back out (from the
-        // current window; the past one was already acted on).
-        loss_packets_ += received + lost - std::min(received, late);
-        loss_lost_ -= std::min(loss_lost_, late);
-        loss_lost_ += lost;
-        update_loss_based(t);
-        finish_probe(t);
-        update_target(t);
+        take([&](auto&& f) {
+            for (const feedback_entry& e : entries) f(e);
+        }, us(now));
         return true;
     }
 
@@ -251,9 +240,9 @@ public:
     /// holds it). A malformed message is counted and ignored; false when it was not taken.
     bool on_transport_feedback(rtp::bytes_view fci, time_point now) {
         rtp::twcc::feedback_header h;
-        entries_.clear();
-        const auto st = rtp::twcc::parse(fci, h, [this](std::uint16_t seq, bool received, std::int64_t arrival_us) {
-            if (entries_.size() < entries_.capacity()) entries_.push_back({seq, received, arrival_us});
+        feedback_check c;
+        const auto st = rtp::twcc::parse(fci, h, [&](std::uint16_t seq, bool received, std::int64_t arrival_us) {
+            c.add(*this, feedback_entry{seq, received, arrival_us});
         });
         if (st != rtp::twcc::parse_status::ok) {
             ++stats_.malformed;
@@ -266,7 +255,17 @@ public:
         have_feedback_count_ = true;
         last_feedback_count_ = h.feedback_count;
         last_base_ = h.base_sequence;
-        return on_feedback(entries_, now);
+        if (!c.sane()) {
+            ++stats_.absurd;
+            return false;
+        }
+        take([&](auto&& f) {
+            rtp::twcc::feedback_header again;
+            (void)rtp::twcc::parse(fci, again, [&](std::uint16_t seq, bool received, std::int64_t arrival_us) {
+                f(feedback_entry{seq, received, arrival_us});
+            });
+        }, us(now));
+        return true;
     }
 
     /// Round-trip time of this hop (from RTCP or NACK timing).
@@ -286,20 +285,107 @@ public:
     const send_side_bwe_stats& stats() const noexcept { return stats_; }
     std::int64_t acked_bps() const noexcept { return acked_bps_; }
 
+    /// Bytes this estimator takes: the object and its send history and throughput window.
+    std::size_t memory_bytes() const noexcept {
+        return sizeof(*this) + history_.capacity() * sizeof(sent) + window_at_.capacity() * sizeof(std::uint32_t) +
+               window_bytes_.capacity() * sizeof(std::uint16_t);
+    }
+
 private:
+    /// One sent packet. The send time is kept as its low 32 bits of microseconds and read
+    /// back against the newest send time (send_time()); the number as its 16 bits.
     struct sent {
-        std::int64_t seq = -1;
-        std::int64_t send_us = 0;
-        std::uint32_t bytes = 0;
-        std::int32_t cluster = -1;
-        bool acked = false;
-        bool reported_lost = false;
-        bool valid = false;
+        std::uint32_t send_us = 0;
+        std::uint16_t seq = 0;
+        std::uint16_t bytes : 12 = 0;
+        std::uint16_t valid : 1 = 0;
+        std::uint16_t acked : 1 = 0;
+        std::uint16_t reported_lost : 1 = 0;
+        std::uint16_t probe : 1 = 0; ///< sent for the probe cluster current then
     };
-    struct arrival {
-        std::int64_t arrival_us = 0;
-        std::uint32_t bytes = 0;
+    static_assert(sizeof(sent) == 8);
+    static constexpr std::size_t max_sent_bytes = 0xfff;
+    /// Packets sent this long before the newest are forgotten at the next sweep (one per
+    /// span of sending, expire()), so that every send time kept is less than 2^32 us old.
+    static constexpr std::int64_t send_time_span = std::int64_t{1} << 30; // about 18 minutes
+
+    /// Absurd arrival times (see the header comment), entry by entry in message order.
+    struct feedback_check {
+        std::int64_t first_arrival = 0, last_arrival = 0, first_send = 0, last_send = 0;
+        bool any = false;
+        bool backwards = false;
+        void add(const send_side_bwe& b, const feedback_entry& e) noexcept {
+            if (backwards || !e.received) return;
+            std::int64_t seq = 0;
+            const sent* s = b.find(e.sequence, seq);
+            if (!any) {
+                first_arrival = last_arrival = e.arrival_us;
+                any = true;
+            }
+            if (e.arrival_us < last_arrival - 1'000'000) { // a second backwards
+                backwards = true;
+                return;
+            }
+            last_arrival = std::max(last_arrival, e.arrival_us);
+            if (s) {
+                const std::int64_t send = b.send_time(*s);
+                if (first_send == 0) first_send = send;
+                first_send = std::min(first_send, send);
+                last_send = std::max(last_send, send);
+            }
+        }
+        bool sane() const noexcept {
+            if (backwards) return false;
+            if (!any) return true;
+            return !(last_arrival - first_arrival > 10'000'000 && last_send - first_send < 500'000);
+        }
     };
+
+    /// Takes a checked message: for_each(f) calls f(const feedback_entry&) for each entry.
+    template <class ForEach>
+    void take(ForEach&& for_each, std::int64_t t) {
+        ++stats_.feedbacks;
+        std::uint64_t lost = 0, received = 0, late = 0;
+        for_each([&](const feedback_entry& e) {
+            std::int64_t seq = 0;
+            sent* s = find(e.sequence, seq);
+            if (!s) {
+                ++stats_.unknown;
+                return;
+            }
+            newest_reported_ = std::max(newest_reported_, seq);
+            if (!e.received) {
+                if (!s->acked && !s->reported_lost) {
+                    s->reported_lost = true;
+                    ++lost;
+                }
+                return;
+            }
+            if (s->acked) {
+                ++stats_.duplicates;
+                return;
+            }
+            s->acked = true;
+            if (s->reported_lost) { // reordered across a report: not lost after all
+                s->reported_lost = false;
+                ++late;
+            }
+            ++received;
+            on_acked(*s, seq, e.arrival_us);
+        });
+        stats_.acked += received;
+        stats_.lost = stats_.lost + lost - std::min(stats_.lost + lost, late);
+        stats_.late += late;
+        // A late one was counted in a loss window as lost: take it back out (from the
+        // current window; the past one was already acted on).
+        loss_packets_ += received + lost - std::min(received, late);
+        loss_lost_ -= std::min(loss_lost_, late);
+        loss_lost_ += lost;
+        update_loss_based(t);
+        finish_probe(t);
+        update_target(t);
+    }
+
     struct cluster_state {
         std::int32_t id = -1;
         std::int64_t first_send = 0, last_send = 0, first_arrival = 0, last_arrival = 0;
@@ -308,6 +394,9 @@ private:
         /// it (min_bytes and min_duration reached, the pacer's end rule) at `last_seq`.
         std::uint64_t sent_bytes = 0;
         std::int64_t sent_first = 0, sent_last = 0, last_seq = -1;
+        /// The first packet sent under this id: a packet marked as a probe's belongs to this
+        /// cluster when it is not older (numbers follow the sending order).
+        std::int64_t first_seq = -1;
         std::size_t min_bytes = 0;
         std::int64_t min_duration = 0;
         bool complete = false;
@@ -317,12 +406,13 @@ private:
 
     static send_side_bwe_config sanitize(send_side_bwe_config c) noexcept {
         std::size_t h = 64;
-        while (h < c.history && h < (1u << 20)) h <<= 1;
+        while (h < c.history && h < (1u << 16)) h <<= 1;
         c.history = h;
         c.min_bps = std::max<std::int64_t>(c.min_bps, 1'000);
         c.max_bps = std::max(c.max_bps, c.min_bps);
         c.start_bps = std::clamp(c.start_bps, c.min_bps, c.max_bps);
         if (c.throughput_window.count() <= 0) c.throughput_window = std::chrono::microseconds{500'000};
+        c.throughput_window = std::min(c.throughput_window, std::chrono::microseconds{60'000'000});
         return c;
     }
     static aimd_rate_control::config aimd_config(const send_side_bwe_config& c) noexcept {
@@ -345,87 +435,107 @@ private:
         }
     }
 
-    /// The sent packet a feedback sequence number stands for (nearest to the newest sent).
-    const sent* find(std::uint16_t seq16) const noexcept {
+    sent& slot(std::int64_t seq) noexcept { return history_[static_cast<std::size_t>(seq) & (history_.size() - 1)]; }
+
+    /// The sent packet a feedback sequence number stands for (nearest to the newest sent);
+    /// `seq` gets its unwrapped number. Every slot of the last `history` numbers holds the
+    /// packet of its number or is invalid (on_sent clears the slots of skipped numbers), so
+    /// the 16-bit number tells it.
+    const sent* find(std::uint16_t seq16, std::int64_t& seq) const noexcept {
         if (newest_sent_ < 0) return nullptr;
         const auto back = static_cast<std::uint16_t>(static_cast<std::uint16_t>(newest_sent_) - seq16);
-        const std::int64_t seq = newest_sent_ - static_cast<std::int64_t>(back);
+        seq = newest_sent_ - static_cast<std::int64_t>(back);
         if (back >= history_.size() || seq < 0) return nullptr;
         const sent& s = history_[static_cast<std::size_t>(seq) & (history_.size() - 1)];
-        return s.valid && s.seq == seq ? &s : nullptr;
+        return s.valid && s.seq == seq16 ? &s : nullptr;
     }
-    sent* find(std::uint16_t seq16) noexcept { return const_cast<sent*>(std::as_const(*this).find(seq16)); }
+    sent* find(std::uint16_t seq16, std::int64_t& seq) noexcept {
+        return const_cast<sent*>(std::as_const(*this).find(seq16, seq));
+    }
 
-    /// Arrival times that cannot come from a real path: the whole message is ignored.
-    template <class Entries>
-    bool check(const Entries& entries) const noexcept {
-        std::int64_t first_arrival = 0, last_arrival = 0, first_send = 0, last_send = 0;
-        bool any = false;
-        for (const feedback_entry& e : entries) {
-            if (!e.received) continue;
-            const sent* s = find(e.sequence);
-            if (!any) {
-                first_arrival = last_arrival = e.arrival_us;
-                any = true;
-            }
-            if (e.arrival_us < last_arrival - 1'000'000) return false; // a second backwards
-            last_arrival = std::max(last_arrival, e.arrival_us);
-            if (s) {
-                if (first_send == 0) first_send = s->send_us;
-                first_send = std::min(first_send, s->send_us);
-                last_send = std::max(last_send, s->send_us);
-            }
+    /// A kept packet's send time (microseconds): exact, as every one kept is less than 2^32
+    /// microseconds older than the newest (expire()).
+    std::int64_t send_time(const sent& s) const noexcept {
+        return newest_send_us_ - static_cast<std::int64_t>(static_cast<std::uint32_t>(static_cast<std::uint32_t>(newest_send_us_) - s.send_us));
+    }
+
+    /// Before recording a packet sent at `t`: forgets every packet sent send_time_span or more
+    /// before it, all of them after a pause that long, else in a sweep once per span. Between
+    /// sweeps every packet kept was sent less than 3 spans (< 2^32 us) before the newest.
+    void expire(std::int64_t t) noexcept {
+        if (newest_send_us_ == INT64_MIN) {
+            swept_us_ = t;
+            return;
         }
-        if (!any) return true;
-        const std::int64_t arrival_span = last_arrival - first_arrival;
-        const std::int64_t send_span = last_send - first_send;
-        return !(arrival_span > 10'000'000 && send_span < 500'000);
+        if (t - newest_send_us_ >= send_time_span || newest_send_us_ - t >= send_time_span) {
+            for (sent& s : history_) s.valid = false;
+            newest_send_us_ = t; // a clock gone back starts the reading over too
+            swept_us_ = t;
+            return;
+        }
+        if (t - swept_us_ < send_time_span) return;
+        for (sent& s : history_)
+            if (s.valid && send_time(s) < t - send_time_span) s.valid = false;
+        swept_us_ = t;
     }
 
-    void on_acked(const sent& s, std::int64_t arrival_us) {
+    /// Arrival `i` of the throughput window, read back against the newest arrival.
+    std::int64_t arrival_time(std::size_t i) const noexcept {
+        return last_arrival_us_ -
+               static_cast<std::int64_t>(static_cast<std::uint32_t>(static_cast<std::uint32_t>(last_arrival_us_) - window_at_[i]));
+    }
+
+    void on_acked(const sent& s, std::int64_t seq, std::int64_t arrival_us) {
+        const std::int64_t send_us = send_time(s);
+        const auto bytes = static_cast<std::uint16_t>(s.bytes);
         // Acknowledged throughput over the last window of arrival time.
-        if (last_arrival_us_ != INT64_MIN && arrival_us < last_arrival_us_ - 1'000'000) {
-            win_head_ = win_size_ = 0; // the receiver's clock went back: start the window over
+        if (last_arrival_us_ != INT64_MIN &&
+            (arrival_us < last_arrival_us_ - 1'000'000 || arrival_us - last_arrival_us_ > cfg_.throughput_window.count())) {
+            // The receiver's clock went back: start the window over. Or every arrival held
+            // falls out of the window at this one: the same as popping them all.
+            win_head_ = win_size_ = 0;
             win_bytes_ = 0;
         }
         last_arrival_us_ = std::max(last_arrival_us_, arrival_us);
-        if (win_size_ == window_.size()) pop_window();
-        window_[(win_head_ + win_size_) % window_.size()] = {arrival_us, s.bytes};
+        if (win_size_ == window_at_.size()) pop_window();
+        const std::size_t tail = (win_head_ + win_size_) % window_at_.size();
+        window_at_[tail] = static_cast<std::uint32_t>(arrival_us);
+        window_bytes_[tail] = bytes;
         ++win_size_;
-        win_bytes_ += s.bytes;
-        while (win_size_ > 1 && window_[win_head_].arrival_us < last_arrival_us_ - cfg_.throughput_window.count()) pop_window();
+        win_bytes_ += bytes;
+        while (win_size_ > 1 && arrival_time(win_head_) < last_arrival_us_ - cfg_.throughput_window.count()) pop_window();
         if (win_size_ > 1) {
-            const std::int64_t span = std::max<std::int64_t>(last_arrival_us_ - window_[win_head_].arrival_us, 150'000);
+            const std::int64_t span = std::max<std::int64_t>(last_arrival_us_ - arrival_time(win_head_), 150'000);
             acked_bps_ = static_cast<std::int64_t>(static_cast<double>(win_bytes_) * 8e6 / static_cast<double>(span));
         }
         // Probe cluster accounting.
-        if (s.cluster >= 0 && s.cluster == cluster_.id) {
+        if (s.probe && cluster_.first_seq >= 0 && seq >= cluster_.first_seq) {
             if (cluster_.packets == 0) {
-                cluster_.first_send = cluster_.last_send = s.send_us;
+                cluster_.first_send = cluster_.last_send = send_us;
                 cluster_.first_arrival = cluster_.last_arrival = arrival_us;
-                cluster_.first_bytes = s.bytes;
+                cluster_.first_bytes = bytes;
             }
-            cluster_.first_send = std::min(cluster_.first_send, s.send_us);
-            cluster_.last_send = std::max(cluster_.last_send, s.send_us);
+            cluster_.first_send = std::min(cluster_.first_send, send_us);
+            cluster_.last_send = std::max(cluster_.last_send, send_us);
             cluster_.first_arrival = std::min(cluster_.first_arrival, arrival_us);
             if (arrival_us >= cluster_.last_arrival) {
                 cluster_.last_arrival = arrival_us;
-                cluster_.last_bytes = s.bytes;
+                cluster_.last_bytes = bytes;
             }
-            cluster_.bytes += s.bytes;
+            cluster_.bytes += bytes;
             ++cluster_.packets;
         }
         // Delay-based detector.
-        if (const auto d = groups_.add(s.send_us, arrival_us)) {
+        if (const auto d = groups_.add(send_us, arrival_us)) {
             const auto usage = trend_.update(d->send_delta_us, d->arrival_delta_us, d->arrival_us);
             const std::int64_t before = aimd_.estimate();
             // AIMD runs on the sender's clock: the newest acknowledged packet's send time
             // stands for "now" (feedback comes about one RTT later for every packet).
-            aimd_.update(usage, acked_bps_, s.send_us);
-            if (usage == bandwidth_usage::overusing) last_overuse_us_ = s.send_us;
+            aimd_.update(usage, acked_bps_, send_us);
+            if (usage == bandwidth_usage::overusing) last_overuse_us_ = send_us;
             if (aimd_.estimate() < before && usage == bandwidth_usage::overusing) {
                 ++stats_.overuses;
-                note_drop(before, aimd_.estimate(), s.send_us);
+                note_drop(before, aimd_.estimate(), send_us);
             }
             stats_.usage = usage;
             stats_.trend = trend_.modified_trend();
@@ -434,8 +544,8 @@ private:
     }
 
     void pop_window() noexcept {
-        win_bytes_ -= window_[win_head_].bytes;
-        win_head_ = (win_head_ + 1) % window_.size();
+        win_bytes_ -= window_bytes_[win_head_];
+        win_head_ = (win_head_ + 1) % window_at_.size();
         --win_size_;
     }
 
@@ -542,12 +652,13 @@ private:
 
     send_side_bwe_config cfg_;
     std::vector<sent> history_;
-    std::vector<feedback_entry> entries_; ///< one parsed message, storage kept
     bool have_feedback_count_ = false;
     std::uint8_t last_feedback_count_ = 0;
     std::uint16_t last_base_ = 0;
     rtp::seq_unwrapper send_unwrap_;
     std::int64_t newest_sent_ = -1;
+    std::int64_t newest_send_us_ = INT64_MIN; ///< latest send time recorded
+    std::int64_t swept_us_ = 0;               ///< when expire() last swept the history
     std::int64_t newest_reported_ = -1; ///< highest sequence feedback has covered (received or lost)
     bool started_ = false;
 
@@ -555,7 +666,12 @@ private:
     trendline_estimator trend_;
     aimd_rate_control aimd_;
 
-    std::vector<arrival> window_;
+    // The throughput window, a ring of acknowledged packets: arrival times as their low 32
+    // bits of microseconds, read back against the newest arrival (every one held arrived
+    // less than two windows and a second before it: an arrival a whole window after the
+    // newest empties the window, one a second before it starts it over), and sizes.
+    std::vector<std::uint32_t> window_at_;
+    std::vector<std::uint16_t> window_bytes_;
     std::size_t win_head_ = 0, win_size_ = 0;
     std::uint64_t win_bytes_ = 0;
     std::int64_t last_arrival_us_ = INT64_MIN;

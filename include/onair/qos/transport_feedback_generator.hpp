@@ -192,6 +192,12 @@ public:
 
     const stats_type& stats() const noexcept { return stats_; }
     const config& settings() const noexcept { return cfg_; }
+    /// Bytes this generator takes: the object, its arrival ring (8 bytes a number of
+    /// `history`), the late list and the message buffers, all sized at construction.
+    std::size_t memory_bytes() const noexcept {
+        return sizeof(*this) + ring_.capacity() * sizeof(std::int64_t) + late_.capacity() * sizeof(std::int64_t) +
+               out_.capacity() + (builder_.memory_bytes() - sizeof(builder_));
+    }
 
 private:
     static constexpr std::int64_t none = std::numeric_limits<std::int64_t>::min();

@@ -37,8 +37,8 @@
 namespace onair::relay {
 
 struct downlink_config {
-    /// The leg's estimator. Its send history and throughput window are 512 packets (16 and
-    /// 8 KB; feedback comes every 50 ms, about 50 packets at 8 Mbps), not the host's 8192 and
+    /// The leg's estimator. Its send history and throughput window are 512 packets (4 and
+    /// 3 KB; feedback comes every 50 ms, about 50 packets at 8 Mbps), not the host's 8192 and
     /// 4096: a relay has one per subscriber. Probe clusters are at least 2.4 KB, not 6:
     /// padding-only packets are small; their results wait for the whole cluster.
     qos::send_side_bwe_config bwe = [] {
@@ -146,6 +146,11 @@ public:
     std::uint64_t padding_packets() const noexcept { return padding_; }
     /// Datagrams sent without a transport-wide number (the estimator cannot see them).
     std::uint64_t unmeasured() const noexcept { return unmeasured_; }
+    /// Bytes this leg takes: the object, its estimator's history and window, the probe
+    /// pacer's slot (see downlink_config for the sizes).
+    std::size_t memory_bytes() const noexcept {
+        return sizeof(*this) + (bwe_.memory_bytes() - sizeof(bwe_)) + (prober_.memory_bytes() - sizeof(prober_));
+    }
 
 private:
     static qos::pacer_config prober_config(const downlink_config& c) noexcept {

@@ -28,9 +28,10 @@
 //   given. When that late packet turns out to be one the subscriber does not get (a layer
 //   dropped meanwhile, or an encoding switched away from), the decision is `fill`: the
 //   relay sends a padding-only packet under that number, so the subscriber sees no loss.
-//   Duplicates, packets older than the window (1000 input numbers) and packets from before
-//   the encoding's switch point are dropped. An input jump of more than 1000 ahead (or a
-//   run of packets that far behind) is a renumbering: the output goes on at the next number.
+//   Duplicates, packets older than the window (the encoding's last 256 input numbers, 128
+//   for a lower simulcast encoding) and packets from before the encoding's switch point are
+//   dropped. An input jump of more than 1000 ahead (or a run of packets that far behind) is
+//   a renumbering: the output goes on at the next number.
 // - Timestamps follow the input plus an offset fixed at each spatial switch, chosen so that
 //   the new encoding's first frame comes after the last output by the time that passed
 //   (at least one tick): never backwards.
@@ -119,19 +120,28 @@ struct layer_selector_stats {
 };
 
 /// The forwarding decision for one subscriber of one video stream. Its windows (what became
-/// of the last input numbers of each encoding, of its last frames and of the last output
-/// numbers) take about 37 KB, allocated at construction.
+/// of the last input numbers of each encoding, of the forwarded encoding's last frames and
+/// of the last output numbers) take 4.5 KB for one encoding, 5.5 KB for three, allocated
+/// at construction (memory_bytes()).
 class layer_selector {
 public:
     static constexpr std::uint8_t max_spatial_layers = 3;
     static constexpr std::uint8_t max_temporal_layers = 8; ///< VP9's TID has 3 bits
-    /// Output numbers source_of() remembers, and input numbers remembered per encoding.
-    static constexpr std::uint16_t window = 1024;
+    /// Output numbers source_of() remembers, and input numbers remembered of the top
+    /// encoding: 1.7 s of a 1.5 Mbps stream (150 packets a second), 1 s of 2.5 Mbps in
+    /// 1.2 KB packets, the time a subscriber's NACKs and the publisher leg's repairs take.
+    static constexpr std::uint16_t window = 256;
+    /// Input numbers remembered of each lower simulcast encoding: at a quarter of the pixels
+    /// or fewer it sends half the top one's packets or fewer, so half the window lasts as
+    /// long (the relay caches half as many of its packets too).
+    static constexpr std::uint16_t lower_window = window / 2;
     /// A sequence number this far from the newest: a renumbering, not reordering or loss.
     static constexpr int max_sequence_jump = 1000;
     /// Consecutive packets that far behind after which the input is taken as renumbered.
     static constexpr std::uint8_t stale_run_restart = 8;
-    /// Frames (picture ids) remembered per encoding.
+    /// Frames (picture ids) remembered of the forwarded encoding (those of the others are
+    /// never looked at: a switch starts from none): what `window` input numbers hold at two
+    /// packets a frame.
     static constexpr std::uint16_t frame_window = 128;
     /// A picture id this far ahead: the ids were renumbered, the output goes on from the last.
     static constexpr int max_picture_id_jump = 100;
@@ -142,8 +152,8 @@ public:
         : ssrc_(output_ssrc),
           spatial_layers_(std::clamp<std::uint8_t>(spatial_layers, 1, max_spatial_layers)),
           temporal_layers_(std::clamp<std::uint8_t>(temporal_layers, 1, max_temporal_layers)),
-          inputs_(std::size_t{spatial_layers_} * window),
-          frames_(std::size_t{spatial_layers_} * frame_window),
+          inputs_(std::size_t{window} + std::size_t{lower_window} * (spatial_layers_ - 1u)),
+          frames_(frame_window),
           outputs_(window) {}
 
     /// The layers that fit this subscriber now (clamped to the stream's). A spatial target
@@ -176,6 +186,11 @@ public:
         return std::nullopt;
     }
     const layer_selector_stats& stats() const noexcept { return stats_; }
+    /// Bytes this selector takes: the object and its windows.
+    std::size_t memory_bytes() const noexcept {
+        return sizeof(*this) + inputs_.capacity() * sizeof(input_slot) + frames_.capacity() * sizeof(frame_slot) +
+               outputs_.capacity() * sizeof(output_slot);
+    }
 
     /// Decides for one packet of the stream. Pass every packet of every encoding, padding-only
     /// ones included (they hold sequence numbers), in arrival order; `now_us` is the arrival
@@ -205,7 +220,7 @@ public:
     std::optional<forwarded_packet> history(std::uint16_t out) const noexcept {
         if (!has_out_ || static_cast<std::uint16_t>(out_high_ - out) >= window) return std::nullopt;
         const output_slot& o = outputs_[out % window];
-        if (o.out != out || o.state != slot::forwarded) return std::nullopt;
+        if (!o.holds(out) || o.state != slot::forwarded) return std::nullopt;
         forwarded_packet f;
         f.spatial = o.spatial;
         f.sequence = o.in;
@@ -228,29 +243,55 @@ private:
     enum class slot : std::uint8_t { unused, reserved, forwarded, dropped, filled };
     enum class verdict : std::uint8_t { forward, temporal, unknown };
 
-    /// What became of one input sequence number of an encoding.
+    // The slots keep a number as its quotient by their window (`tag`): with the slot's
+    // index, the remainder, that is the whole number.
+    static_assert((window & (window - 1)) == 0 && 65536 / window <= 256, "output tag: 8 bits");
+    static_assert((lower_window & (lower_window - 1)) == 0 && window % lower_window == 0 && 65536 / lower_window <= 8192,
+                  "input tag: 13 bits, telling the number in either window");
+    static_assert((frame_window & (frame_window - 1)) == 0 && 32768 / frame_window <= 256, "frame tag: 8 bits");
+
+    /// What became of one input sequence number of an encoding (4 bytes). The tag is the
+    /// number / lower_window, which tells it in either window.
     struct input_slot {
-        std::uint16_t seq = 0;
-        std::uint16_t out = 0; ///< the output number it has (reserved, forwarded, filled)
-        slot state = slot::unused;
+        std::uint16_t out = 0;  ///< the output number it has (reserved, forwarded, filled)
+        std::uint16_t bits = 0; ///< the state (low 3 bits) and the tag
+        static input_slot of(std::uint16_t seq, std::uint16_t out, slot state) noexcept {
+            return {out, static_cast<std::uint16_t>((seq / lower_window) << 3 | static_cast<unsigned>(state))};
+        }
+        bool holds(std::uint16_t seq) const noexcept { return bits >> 3 == seq / lower_window; }
+        slot state() const noexcept { return static_cast<slot>(bits & 7u); }
+        void set_state(slot s) noexcept { bits = static_cast<std::uint16_t>((bits & ~7u) | static_cast<unsigned>(s)); }
     };
-    /// What became of one frame (by input picture id, 15-bit) of an encoding.
+    /// What became of one frame (by input picture id, 15-bit) of the forwarded encoding (4 bytes).
     struct frame_slot {
-        std::uint16_t picture_id = 0;
-        std::uint16_t out = 0;       ///< its output picture id (reserved or forwarded)
-        std::uint8_t allowed = 0;    ///< highest TID allowed when it was reserved
-        slot state = slot::unused;
+        std::uint16_t out = 0;  ///< its output picture id (reserved or forwarded)
+        std::uint8_t tag = 0;   ///< its picture id / frame_window
+        std::uint8_t bits = 0;  ///< the state (low 4 bits) and the highest TID allowed when it was reserved
+        static frame_slot of(std::uint16_t pid, std::uint16_t out, std::uint8_t allowed, slot state) noexcept {
+            return {out, static_cast<std::uint8_t>(pid / frame_window),
+                    static_cast<std::uint8_t>((allowed & 0x0f) << 4 | static_cast<std::uint8_t>(state))};
+        }
+        bool holds(std::uint16_t pid) const noexcept { return tag == pid / frame_window; }
+        slot state() const noexcept { return static_cast<slot>(bits & 0x0f); }
+        std::uint8_t allowed() const noexcept { return static_cast<std::uint8_t>(bits >> 4); }
+        void set_state(slot s) noexcept { bits = static_cast<std::uint8_t>((bits & 0xf0) | static_cast<std::uint8_t>(s)); }
     };
-    /// One output sequence number.
+    /// One output sequence number (12 bytes).
     struct output_slot {
         std::uint32_t timestamp = 0;
-        std::uint16_t out = 0;
         std::uint16_t in = 0;
         std::uint16_t picture_id = 0;
         std::uint8_t tl0picidx = 0;
+        std::uint8_t tag = 0; ///< the output number / window
         std::uint8_t spatial = 0;
         slot state = slot::unused;
+        static output_slot of(std::uint32_t ts, std::uint16_t out, std::uint16_t in, std::uint16_t pid, std::uint8_t tl0,
+                              std::uint8_t spatial, slot state) noexcept {
+            return {ts, in, pid, tl0, static_cast<std::uint8_t>(out / window), spatial, state};
+        }
+        bool holds(std::uint16_t out) const noexcept { return tag == out / window; }
     };
+    static_assert(sizeof(input_slot) == 4 && sizeof(frame_slot) == 4 && sizeof(output_slot) == 12);
     /// The numbering of one encoding. `first`..`high` is its current stretch as the
     /// forwarded encoding (since its switch point or the last renumbering); the next input
     /// number after `high` gets output number high + 1 + seq_offset.
@@ -282,12 +323,12 @@ private:
         return static_cast<std::uint16_t>((a + static_cast<unsigned>(b)) & pid_mask);
     }
 
+    /// The lower encodings' windows first, then the top one's.
     input_slot& input(std::uint8_t spatial, std::uint16_t seq) noexcept {
-        return inputs_[std::size_t{spatial} * window + seq % window];
+        if (spatial + 1 == spatial_layers_) return inputs_[std::size_t{lower_window} * spatial + seq % window];
+        return inputs_[std::size_t{lower_window} * spatial + seq % lower_window];
     }
-    frame_slot& frame(std::uint8_t spatial, std::uint16_t pid) noexcept {
-        return frames_[std::size_t{spatial} * frame_window + pid % frame_window];
-    }
+    frame_slot& frame(std::uint16_t pid) noexcept { return frames_[pid % frame_window]; }
 
     layer_decision drop(std::uint64_t& reason) noexcept {
         ++reason;
@@ -310,8 +351,7 @@ private:
         l.has_ts = false;
         l.has_picture_id = false;
         l.has_tl0 = false;
-        std::fill_n(frames_.begin() + static_cast<std::ptrdiff_t>(std::size_t{spatial} * frame_window), frame_window,
-                    frame_slot{});
+        std::fill(frames_.begin(), frames_.end(), frame_slot{});
         current_spatial_ = spatial;
         started_ = true;
         temporal_ = target_temporal_; // a key frame: every temporal layer may start here
@@ -351,14 +391,14 @@ private:
             return drop(stats_.stale);
         }
         input_slot& s = input(spatial, seq);
-        if (s.seq != seq || s.state == slot::unused) return drop(stats_.stale);
-        if (s.state != slot::reserved || !reserved_output(s.out, spatial, seq)) return drop(stats_.duplicates);
+        if (!s.holds(seq) || s.state() == slot::unused) return drop(stats_.stale);
+        if (s.state() != slot::reserved || !reserved_output(s.out, spatial, seq)) return drop(stats_.duplicates);
         std::uint16_t pid = 0;
-        if (media && frame_decision(spatial, l, p, info, false, false, pid) == verdict::forward) {
-            s.state = slot::forwarded;
+        if (media && frame_decision(l, p, info, false, false, pid) == verdict::forward) {
+            s.set_state(slot::forwarded);
             return forwarded(spatial, l, p, info, s.out, pid);
         }
-        s.state = slot::filled;
+        s.set_state(slot::filled);
         return filled(spatial, l, p, s.out);
     }
 
@@ -368,20 +408,20 @@ private:
         const std::uint16_t seq = p.sequence;
         for (std::uint16_t x = add16(l.high, 1); x != seq; x = add16(x, 1)) { // a hole: kept for its packets
             const std::uint16_t out = add16(x, l.seq_offset);
-            input(spatial, x) = input_slot{x, out, slot::reserved};
+            input(spatial, x) = input_slot::of(x, out, slot::reserved);
             reserve(out, spatial, x);
         }
         l.high = seq;
         const std::uint16_t out = add16(seq, l.seq_offset);
         input_slot& s = input(spatial, seq);
         std::uint16_t pid = 0;
-        const verdict v = media ? frame_decision(spatial, l, p, info, true, force, pid) : verdict::temporal;
+        const verdict v = media ? frame_decision(l, p, info, true, force, pid) : verdict::temporal;
         if (v != verdict::forward) {
-            s = input_slot{seq, out, slot::dropped};
+            s = input_slot::of(seq, out, slot::dropped);
             l.seq_offset = static_cast<std::uint16_t>(l.seq_offset - 1); // takes no number
             return drop(media ? stats_.temporal_dropped : stats_.padding_dropped);
         }
-        s = input_slot{seq, out, slot::forwarded};
+        s = input_slot::of(seq, out, slot::forwarded);
         out_high_ = out;
         has_out_ = true;
         const layer_decision dec = forwarded(spatial, l, p, info, out, pid);
@@ -398,7 +438,7 @@ private:
     /// Whether the packet's frame is forwarded; `pid` gets its output picture id. Frames are
     /// told apart by picture id (else by timestamp); temporal switches happen at the first
     /// packet of a new frame that arrives in order.
-    verdict frame_decision(std::uint8_t spatial, layer& l, const rtp::packet_view& p, const layer_info& info,
+    verdict frame_decision(layer& l, const rtp::packet_view& p, const layer_info& info,
                            bool in_order, bool force, std::uint16_t& pid) noexcept {
         if (!info.has_picture_id) {
             if (in_order && (force || !l.has_ts || rtp::ts_newer(p.timestamp, l.high_ts))) {
@@ -428,7 +468,7 @@ private:
             for (int k = 1; k < dist; ++k) { // frames missing so far keep their ids
                 const std::uint16_t f = pid_add(l.high_pid, k);
                 const std::uint16_t out = pid_add(f, l.pid_offset);
-                frame(spatial, f) = frame_slot{f, out, temporal_, slot::reserved};
+                frame(f) = frame_slot::of(f, out, temporal_, slot::reserved);
                 pid_out_high_ = out;
                 has_pid_out_ = true;
             }
@@ -436,31 +476,31 @@ private:
             l.high_pid = ext;
             if (in_order && !force) update_temporal(info);
             const std::uint16_t out = pid_add(ext, l.pid_offset);
-            frame_slot& fs = frame(spatial, ext);
+            frame_slot& fs = frame(ext);
             if (force || info.temporal <= temporal_) {
-                fs = frame_slot{ext, out, temporal_, slot::forwarded};
+                fs = frame_slot::of(ext, out, temporal_, slot::forwarded);
                 pid_out_high_ = out;
                 has_pid_out_ = true;
                 pid = out;
                 return verdict::forward;
             }
-            fs = frame_slot{ext, out, temporal_, slot::dropped};
+            fs = frame_slot::of(ext, out, temporal_, slot::dropped);
             l.pid_offset = pid_add(l.pid_offset, -1); // takes no id
             return verdict::temporal;
         }
         if (dist <= -static_cast<int>(frame_window)) return verdict::unknown;
         const std::uint16_t ext = pid_add(l.high_pid, dist);
-        frame_slot& fs = frame(spatial, ext);
-        if (fs.picture_id != ext) return verdict::unknown;
-        switch (fs.state) {
+        frame_slot& fs = frame(ext);
+        if (!fs.holds(ext)) return verdict::unknown;
+        switch (fs.state()) {
         case slot::forwarded:
             pid = fs.out;
             return verdict::forward;
         case slot::dropped:
             return verdict::temporal;
         case slot::reserved: { // its first packet to arrive: allowed then and now
-            const bool ok = info.temporal <= std::min(fs.allowed, temporal_);
-            fs.state = ok ? slot::forwarded : slot::dropped;
+            const bool ok = info.temporal <= std::min(fs.allowed(), temporal_);
+            fs.set_state(ok ? slot::forwarded : slot::dropped);
             pid = fs.out;
             return ok ? verdict::forward : verdict::temporal;
         }
@@ -496,7 +536,7 @@ private:
             }
             d.tl0picidx = static_cast<std::uint8_t>(info.tl0picidx + l.tl0_offset);
         }
-        outputs_[out % window] = output_slot{d.timestamp, out, p.sequence, d.picture_id, d.tl0picidx, spatial, slot::forwarded};
+        outputs_[out % window] = output_slot::of(d.timestamp, out, p.sequence, d.picture_id, d.tl0picidx, spatial, slot::forwarded);
         ++stats_.forwarded;
         return d;
     }
@@ -506,13 +546,13 @@ private:
         d.action = layer_action::fill;
         d.sequence = out;
         d.timestamp = p.timestamp + l.ts_offset;
-        outputs_[out % window] = output_slot{d.timestamp, out, p.sequence, 0, 0, spatial, slot::filled};
+        outputs_[out % window] = output_slot::of(d.timestamp, out, p.sequence, 0, 0, spatial, slot::filled);
         ++stats_.filled;
         return d;
     }
 
     void reserve(std::uint16_t out, std::uint8_t spatial, std::uint16_t in) noexcept {
-        outputs_[out % window] = output_slot{0, out, in, 0, 0, spatial, slot::reserved};
+        outputs_[out % window] = output_slot::of(0, out, in, 0, 0, spatial, slot::reserved);
         out_high_ = out;
         has_out_ = true;
     }
@@ -520,7 +560,7 @@ private:
     bool reserved_output(std::uint16_t out, std::uint8_t spatial, std::uint16_t in) const noexcept {
         if (!has_out_ || static_cast<std::uint16_t>(out_high_ - out) >= window) return false;
         const output_slot& o = outputs_[out % window];
-        return o.out == out && o.state == slot::reserved && o.spatial == spatial && o.in == in;
+        return o.holds(out) && o.state == slot::reserved && o.spatial == spatial && o.in == in;
     }
     /// A late packet of an encoding not forwarded now (or from before its switch point)
     /// whose output number was kept: filled.
@@ -528,9 +568,9 @@ private:
         const layer& l = layers_[spatial];
         if (!l.anchored) return std::nullopt;
         input_slot& s = input(spatial, p.sequence);
-        if (s.seq != p.sequence || s.state != slot::reserved || !reserved_output(s.out, spatial, p.sequence))
+        if (!s.holds(p.sequence) || s.state() != slot::reserved || !reserved_output(s.out, spatial, p.sequence))
             return std::nullopt;
-        s.state = slot::filled;
+        s.set_state(slot::filled);
         return filled(spatial, l, p, s.out);
     }
 
@@ -556,7 +596,7 @@ private:
     std::uint8_t tl0_last_ = 0;
     std::array<layer, max_spatial_layers> layers_{};
     std::vector<input_slot> inputs_;  // window per encoding, by input sequence number
-    std::vector<frame_slot> frames_;  // frame_window per encoding, by input picture id
+    std::vector<frame_slot> frames_;  // frame_window of the forwarded encoding, by input picture id
     std::vector<output_slot> outputs_; // by output sequence number
     layer_selector_stats stats_;
 };

@@ -88,6 +88,25 @@ struct ticket_grant {
     std::string stream, ticket;
 };
 
+/// The memory an sfu's streams and subscribers take (sfu::memory()), in bytes of objects
+/// and of the heap storage they own: containers by capacity, strings beyond their inline
+/// buffer. A stream counts its entry in the stream table (name and state, not the table's
+/// nodes and buckets), its description, caches (their slots), holes, reception statistics,
+/// FEC decoder and encoder, transport-wide feedback, layer meters, the lower encodings'
+/// caches and holes, and its subscriber list's unused capacity. A subscriber counts its
+/// place in that list, its leg (estimator history and window, probe pacer), its layer
+/// selector and its ticket. Not counted: the packets the caches hold (pooled buffers, shared
+/// with whatever else holds them: cached_packets of them), and what the sfu keeps once for
+/// all streams (the SSRC index, tickets, scratch buffers).
+struct sfu_memory {
+    std::size_t streams = 0;          ///< streams (live or awaited)
+    std::size_t subscribers = 0;
+    std::size_t stream_bytes = 0;     ///< the streams' own state
+    std::size_t subscriber_bytes = 0; ///< the subscribers' state
+    std::size_t cached_packets = 0;   ///< pooled packet buffers the caches hold (not in the bytes above)
+    std::size_t cached_packet_bytes = 0; ///< their size: cached_packets pool blocks
+};
+
 /// Selective forwarding: every packet of a stream to every subscriber of it.
 ///
 /// Thread safety: owned by one relay node; called on its thread only.
@@ -231,7 +250,7 @@ public:
         case ticket_grant::kind::stop:
             t.play.erase(g.ticket);
             if (auto it = streams_.find(g.stream); it != streams_.end())
-                if (std::erase_if(it->second.subscribers, [&](const subscriber& sub) { return !sub.fixed && sub.ticket == g.ticket; }))
+                if (remove_subscribers(it->second, [&](const subscriber& sub) { return !sub.fixed && sub.ticket == g.ticket; }))
                     refresh_protection(it->second);
             break;
         }
@@ -359,7 +378,7 @@ public:
         const auto now = ctx.now();
         for (auto& [name, s] : streams_) {
             if (s.live && now - s.last_seen > cfg_.session_timeout) unpublish(s);
-            if (std::erase_if(s.subscribers, [&](const subscriber& sub) {
+            if (remove_subscribers(s, [&](const subscriber& sub) {
                     return !sub.fixed && now - sub.last_seen > cfg_.session_timeout;
                 }))
                 refresh_protection(s); // the lossy one may have gone
@@ -444,6 +463,19 @@ public:
     }
 
     const relay_stats& stats() const noexcept { return stats_; }
+    /// What all streams and their subscribers take (see sfu_memory). Walks every stream and
+    /// cache: for diagnostics, not for every packet.
+    sfu_memory memory() const {
+        sfu_memory m;
+        for (const auto& [name, st] : streams_) add_memory(m, name, st);
+        return m;
+    }
+    /// The same for one stream (all zero when there is no such stream).
+    sfu_memory memory(const std::string& name) const {
+        sfu_memory m;
+        if (auto it = streams_.find(name); it != streams_.end()) add_memory(m, it->first, it->second);
+        return m;
+    }
     const stream* find(const std::string& name) const {
         auto it = streams_.find(name);
         return it == streams_.end() ? nullptr : &it->second;
@@ -451,6 +483,43 @@ public:
     std::size_t stream_count() const noexcept { return streams_.size(); }
 
 private:
+    /// Heap bytes a string owns (none while it fits its inline buffer).
+    static std::size_t heap_bytes(const std::string& str) noexcept {
+        const std::less<const char*> before;
+        const auto* inline_buffer = reinterpret_cast<const char*>(&str);
+        const bool inside = !before(str.data(), inline_buffer) && before(str.data(), inline_buffer + sizeof(str));
+        return inside ? 0 : str.capacity() + 1;
+    }
+    /// Heap bytes a member owns: its memory_bytes() less the object, counted with its owner.
+    template <class T>
+    static std::size_t heap_bytes(const T& member) noexcept {
+        return member.memory_bytes() - sizeof(T);
+    }
+    static std::size_t subscriber_bytes(const subscriber& sub) noexcept {
+        return sizeof(subscriber) + heap_bytes(sub.leg) + (sub.selector ? sub.selector->memory_bytes() : 0) + heap_bytes(sub.ticket);
+    }
+    static void add_memory(sfu_memory& m, const std::string& name, const stream& s) noexcept {
+        std::size_t n = sizeof(std::string) + heap_bytes(name) + sizeof(stream);
+        n += heap_bytes(s.desc.name) + heap_bytes(s.desc.video_codec) + heap_bytes(s.desc.audio_codec);
+        n += (s.subscribers.capacity() - s.subscribers.size()) * sizeof(subscriber);
+        n += heap_bytes(s.video_cache) + heap_bytes(s.upstream) + heap_bytes(s.audio_cache) + heap_bytes(s.audio_upstream);
+        n += heap_bytes(s.reception) + heap_bytes(s.transport_feedback);
+        if (s.fec_in) n += s.fec_in->memory_bytes();
+        if (s.fec_out) n += s.fec_out->memory_bytes();
+        std::size_t held = s.video_cache.held() + s.audio_cache.held();
+        for (const auto& l : s.lower) {
+            if (!l) continue;
+            n += sizeof(stream::lower_state) + heap_bytes(l->cache) + heap_bytes(l->upstream);
+            held += l->cache.held();
+        }
+        ++m.streams;
+        m.stream_bytes += n;
+        m.subscribers += s.subscribers.size();
+        for (const auto& sub : s.subscribers) m.subscriber_bytes += subscriber_bytes(sub);
+        m.cached_packets += held;
+        m.cached_packet_bytes += held * sizeof(onair::detail::packet_block);
+    }
+
     template <class Ctx>
     void reply(Ctx& ctx, const endpoint& to, rtp::session_status status, const rtp::stream_description& d) {
         rtp::session_message ack;
@@ -547,8 +616,17 @@ private:
         if (it == streams_.end()) return;
         stream& s = it->second;
         if (s.live && s.publisher == from) unpublish(s);
-        if (std::erase_if(s.subscribers, [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; }))
+        if (remove_subscribers(s, [&](const subscriber& sub) { return !sub.fixed && sub.video_to == from; }))
             refresh_protection(s);
+    }
+
+    /// Removes the subscribers `pred` picks; true when there were any. The list gives its
+    /// storage back once three quarters of it are unused (a crowd that left).
+    template <class Pred>
+    static bool remove_subscribers(stream& s, Pred&& pred) {
+        if (std::erase_if(s.subscribers, pred) == 0) return false;
+        if (s.subscribers.size() <= s.subscribers.capacity() / 4) s.subscribers.shrink_to_fit();
+        return true;
     }
 
     /// Sends an accepted media packet of `s` to every subscriber that can use it.

@@ -263,6 +263,11 @@ public:
     std::uint16_t base_sequence() const noexcept { return base_; }
     std::int32_t reference_time() const noexcept { return reference_; }
     std::uint8_t feedback_count() const noexcept { return feedback_count_; }
+    /// Bytes this builder takes: the object and its buffers (sized at construction).
+    std::size_t memory_bytes() const noexcept {
+        return sizeof(*this) + scratch_.capacity() + chunks_.capacity() * sizeof(std::uint16_t) +
+               deltas_.capacity() * sizeof(std::int16_t);
+    }
     /// Bytes write() produces now (0 while empty).
     std::size_t size() const noexcept {
         return empty() ? 0 : fci_size(chunks_.size() + (tail_.n > 0 ? 1 : 0), delta_bytes_);

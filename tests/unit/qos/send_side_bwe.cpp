@@ -402,3 +402,49 @@ TEST_CASE("send_side_bwe: a packet reported lost and then received (reordered ac
     // 40 packets, one lost: the loss window says 2.5 %, not 5 %.
     CHECK(b.stats().loss == doctest::Approx(1.0 / 40).epsilon(0.01));
 }
+
+TEST_CASE("send_side_bwe: send times stay exact over hours; a packet is forgotten 18 to 36 minutes after it was sent") {
+    constexpr std::int64_t minute = 60'000'000;
+    {
+        // One packet every 9 s for 3 hours (the low 32 bits of the send time, in
+        // microseconds, wrap every 71.6 minutes), each acknowledged 20 ms later: every one
+        // is found, and the delays read as the constant they are.
+        send_side_bwe_config c;
+        c.probing = false;
+        c.history = 64;
+        send_side_bwe b(c);
+        std::uint16_t s = 0;
+        for (std::int64_t t = 0; t < 180 * minute; t += 9'000'000, ++s) {
+            b.on_sent(s, 1000, at_us(t));
+            const std::vector<send_side_bwe::feedback_entry> fb{{s, true, t + 20'000}};
+            REQUIRE(b.on_feedback(fb, at_us(t + 40'000)));
+        }
+        CHECK(b.stats().acked == s);
+        CHECK(b.stats().unknown == 0);
+        CHECK(b.stats().absurd == 0);
+        CHECK(b.stats().overuses == 0);
+    }
+    {
+        // One packet a minute for 40 minutes, all within the history's 64.
+        send_side_bwe_config c;
+        c.probing = false;
+        c.history = 64;
+        send_side_bwe b(c);
+        for (std::uint16_t s = 0; s < 40; ++s) b.on_sent(s, 1000, at_us(s * minute));
+        auto ack = [&](std::uint16_t s) {
+            const std::vector<send_side_bwe::feedback_entry> fb{{s, true, s * minute + 20'000}};
+            b.on_feedback(fb, at_us(40 * minute));
+        };
+        ack(0); // 40 minutes old: forgotten
+        ack(3); // 37 minutes
+        CHECK(b.stats().unknown == 2);
+        ack(22); // 18 minutes
+        ack(39);
+        CHECK(b.stats().unknown == 2);
+        CHECK(b.stats().acked == 2);
+        // A pause of 18 minutes forgets everything sent before it.
+        b.on_sent(40, 1000, at_us(57 * minute));
+        ack(38);
+        CHECK(b.stats().unknown == 3);
+    }
+}

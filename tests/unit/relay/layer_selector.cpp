@@ -533,6 +533,40 @@ TEST_CASE("layer_selector: reordered packets keep their numbers; a dropped layer
     CHECK(numbers.size() == static_cast<std::size_t>(*numbers.rbegin() - *numbers.begin() + 1));
 }
 
+TEST_CASE("layer_selector: a late packet keeps its number while its encoding's window holds it: 256 numbers of the top encoding, 128 of a lower one") {
+    for (const std::uint8_t spatial : {std::uint8_t{1}, std::uint8_t{0}}) {
+        const std::size_t held = spatial == 1 ? layer_selector::window : layer_selector::lower_window;
+        for (const bool in_window : {true, false}) {
+            CAPTURE(spatial);
+            CAPTURE(in_window);
+            layer_selector sel(out_ssrc, 2, 1);
+            sel.set_target(spatial, 0);
+            feeder f(sel);
+            encoding e{spatial, 0x600u + spatial, 100, 5000, 3, 1};
+            REQUIRE(f.push(e.frame(0, true, 2)) == 2);
+            auto fr = e.frame(0, false, 2); // fr[0] comes late
+            const layer_decision kept_after = f.push(fr[1]);
+            REQUIRE(kept_after.action == layer_action::forward);
+            // More packets, two a frame, until fr[0]'s number is held - 1 (or held) behind the newest.
+            std::vector<packet> more;
+            while (more.size() < held) {
+                auto next = e.frame(0, false, 2);
+                more.insert(more.end(), next.begin(), next.end());
+            }
+            more.resize(in_window ? held - 2 : held - 1);
+            REQUIRE(f.push(more) == more.size());
+            const layer_decision late = f.push(fr[0]);
+            if (in_window) {
+                CHECK(late.action == layer_action::forward);
+                CHECK(late.sequence == static_cast<std::uint16_t>(kept_after.sequence - 1));
+            } else {
+                CHECK(late.action == layer_action::drop);
+                CHECK(sel.stats().stale == 1);
+            }
+        }
+    }
+}
+
 TEST_CASE("layer_selector: source_of maps output numbers back to forwarded upstream packets") {
     layer_selector sel(out_ssrc, 2, 1);
     feeder f(sel);
@@ -573,7 +607,7 @@ TEST_CASE("layer_selector: source_of maps output numbers back to forwarded upstr
     CHECK(h->decision.picture_id == m0.picture_id);
     CHECK(h->decision.tl0picidx == m0.tl0picidx);
 
-    // Only the last 1024 numbers are remembered.
+    // Only the last `window` numbers are remembered.
     for (int i = 0; i < 1100; ++i) f.push(e1.frame(0, false, 1));
     CHECK_FALSE(sel.source_of(first_out));
     CHECK_FALSE(sel.source_of(m0.sequence));
