@@ -20,7 +20,8 @@
 // Printed per K and forwarder: packets/s and Gbit/s out (received by the sinks), the
 // forwarder thread's CPU (its own clock, % of one core), packets out per CPU-second, p99
 // forwarding delay, loss (1 - received / (sent x K)), and for onair the resident memory
-// per subscriber ((RSS with K subscribed, streaming) - (RSS before the node existed)) / K.
+// per subscriber ((RSS with K subscribed, streaming) - (RSS before the node existed)) / K,
+// and what the sfu reports it keeps (sfu::memory(): per subscriber, and the stream's own).
 // ratio = onair / raw, of packets per CPU-second (equal when neither is saturated and
 // onair spends less CPU per packet) and of packets/s when the raw one is saturated.
 #include "common/cli.hpp"
@@ -340,6 +341,7 @@ struct result {
     double seconds = 0;
     double pps = 0, gbps = 0, cpu = 0, per_cpu_s = 0, p99_ms = 0, loss = 0;
     double bytes_per_subscriber = 0;
+    double reported_per_subscriber = 0, reported_stream = 0; ///< sfu::memory(): subscriber and stream state
     double gso_share = 0, gso_per_send = 0; ///< datagrams sent in GSO messages; datagrams per GSO message
     std::uint64_t gso_refused = 0;
 };
@@ -435,6 +437,14 @@ result run_onair(sinks& s, std::size_t k, double seconds, int kbps, bool gso, st
     result r = measure(s, k, g, t, seconds, kbps, before,
                        [&] { return std::chrono::duration<double>(node.transport().send_workers_cpu()).count(); });
     r.bytes_per_subscriber = static_cast<double>(rss_bytes() - rss0) / static_cast<double>(k);
+    {
+        std::promise<relay::sfu_memory> p;
+        auto f = p.get_future();
+        asio::post(io, [&] { p.set_value(node.relay().memory(stream_name)); });
+        const relay::sfu_memory m = f.get();
+        r.reported_per_subscriber = m.subscribers ? static_cast<double>(m.subscriber_bytes) / static_cast<double>(m.subscribers) : 0;
+        r.reported_stream = static_cast<double>(m.stream_bytes);
+    }
     node.stop();
     io.stop();
     t.join();
@@ -448,7 +458,8 @@ result run_onair(sinks& s, std::size_t k, double seconds, int kbps, bool gso, st
 void print(const char* what, std::size_t k, int kbps, const result& r) {
     std::printf("%6zu %5d  %-6s %10.0f %7.3f %6.1f %%  %10.0f %8.2f %8.4f %%", k, kbps, what, r.pps, r.gbps, r.cpu * 100, r.per_cpu_s, r.p99_ms,
                 r.loss * 100);
-    if (r.bytes_per_subscriber > 0) std::printf(" %9.1f", r.bytes_per_subscriber / 1024);
+    if (r.bytes_per_subscriber > 0)
+        std::printf(" %9.1f %9.1f %8.0f", r.bytes_per_subscriber / 1024, r.reported_per_subscriber / 1024, r.reported_stream / 1024);
     if (r.gso_share > 0 || r.gso_refused) std::printf("   %.0f %% of datagrams in GSO sends of %.1f%s", r.gso_share * 100, r.gso_per_send, r.gso_refused ? " (refused: off)" : "");
     std::printf("\n");
     std::fflush(stdout);
@@ -492,8 +503,8 @@ int main(int argc, char** argv) {
         for (auto& [k, _] : runs) most = std::max(most, k);
         sinks s(most);
         std::printf("onair-bench-relay: forwarder on core 0, publisher and %zu sink sockets on core 1, %.0f s per run\n", most, seconds);
-        std::printf("%6s %5s  %-6s %10s %7s %8s  %10s %8s %10s %9s\n", "K", "kbps", "fwd", "pkts/s out", "Gbit/s", "CPU", "pkts/CPU-s",
-                    "p99 ms", "loss", "KB/sub");
+        std::printf("%6s %5s  %-6s %10s %7s %8s  %10s %8s %10s %9s %9s %8s\n", "K", "kbps", "fwd", "pkts/s out", "Gbit/s", "CPU", "pkts/CPU-s",
+                    "p99 ms", "loss", "KB/sub", "sfu KB/s", "strm KB");
         for (auto& [k, rate] : runs) {
             const result raw = run_raw(s, k, seconds, rate);
             print("raw", k, rate, raw);
