@@ -11,6 +11,7 @@
 #include <onair/rtp/opus.hpp>
 #include <onair/rtp/vp8.hpp>
 
+#include "support/packet_templates.hpp"
 #include "support/rtp_builders.hpp"
 
 #include "support/counting_new.hpp"
@@ -33,6 +34,8 @@
 using onair_test::allocations;
 
 using namespace onair;
+using onair_test::packet_template;
+using onair_test::templates_of;
 using namespace std::chrono_literals;
 using relay::endpoint;
 using clock_type = std::chrono::steady_clock;
@@ -134,41 +137,6 @@ struct counting_context {
     }
 };
 
-/// A packet as the publisher sends it, and where its renumbered fields lie.
-struct packet_template {
-    std::vector<std::uint8_t> bytes;
-    std::size_t payload = 0; ///< offset of the payload (the VP8 descriptor)
-    std::size_t tseq = 0;    ///< offset of the transport-wide sequence number
-};
-
-template <class Packetizer>
-std::vector<packet_template> templates_of(Packetizer& pk, const encoded_frame& f, std::uint32_t ssrc, std::uint8_t pt) {
-    std::vector<packet_template> out;
-    std::uint16_t seq = 0;
-    for (auto& bytes : onair_test::packetize_with(pk, f, ssrc, seq, pt, std::uint64_t{1} << 40)) {
-        // packetize_with writes abs-capture-time only; add the transport-wide number a host sends.
-        rtp::packet_view p;
-        REQUIRE_FALSE(rtp::parse(bytes, p));
-        rtp::header h;
-        h.marker = p.marker;
-        h.payload_type = p.payload_type;
-        h.timestamp = p.timestamp;
-        h.ssrc = p.ssrc;
-        h.abs_capture_time = p.abs_capture_time();
-        h.transport_sequence = 0;
-        packet_template t;
-        t.bytes.resize(rtp::header_size(h) + p.payload.size());
-        t.bytes.resize(rtp::serialize(h, p.payload, t.bytes));
-        REQUIRE(!t.bytes.empty());
-        rtp::packet_view q;
-        REQUIRE_FALSE(rtp::parse(t.bytes, q));
-        t.payload = static_cast<std::size_t>(q.payload.data() - q.whole.data());
-        t.tseq = rtp::transport_sequence_offset(q);
-        REQUIRE(t.tseq != 0);
-        out.push_back(std::move(t));
-    }
-    return out;
-}
 
 /// The publisher: frames of a VP8 L1T3 stream (30 fps, key frame every 2 s and on request)
 /// and Opus every 20 ms, from packets built once and renumbered as they go out, each into

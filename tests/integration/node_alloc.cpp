@@ -15,6 +15,7 @@
 #include <onair/rtp/session_message.hpp>
 #include <onair/rtp/vp8.hpp>
 
+#include "support/packet_templates.hpp"
 #include "support/rtp_builders.hpp"
 
 #include "support/counting_new.hpp"
@@ -46,6 +47,8 @@
 using onair_test::allocations;
 
 using namespace onair;
+using onair_test::packet_template;
+using onair_test::templates_of;
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
@@ -108,44 +111,6 @@ void send_all(int fd, const sockaddr_in& to, const std::uint8_t* b, std::size_t 
     while (::sendto(fd, b, n, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) < 0 && errno == EAGAIN) std::this_thread::yield();
 }
 
-/// A packet as the publisher sends it, and where its renumbered fields lie.
-struct packet_template {
-    std::vector<std::uint8_t> bytes;
-    std::size_t payload = 0; ///< offset of the payload (the VP8 descriptor)
-    std::size_t tseq = 0;    ///< offset of the transport-wide sequence number
-};
-
-template <class Packetizer>
-std::vector<packet_template> templates_of(Packetizer& pk, const encoded_frame& f, std::uint32_t ssrc, std::uint8_t pt,
-                                          std::size_t max_payload) {
-    std::vector<packet_template> out;
-    std::uint16_t seq = 0;
-    for (auto& bytes : onair_test::packetize_with(pk, f, ssrc, seq, pt, std::uint64_t{1} << 40, max_payload)) {
-        // packetize_with writes abs-capture-time only; add the transport-wide number a host sends.
-        rtp::packet_view p;
-        REQUIRE_FALSE(rtp::parse(bytes, p));
-        rtp::header h;
-        h.marker = p.marker;
-        h.payload_type = p.payload_type;
-        h.timestamp = p.timestamp;
-        h.ssrc = p.ssrc;
-        h.abs_capture_time = p.abs_capture_time();
-        h.transport_sequence = 0;
-        packet_template t;
-        t.bytes.resize(rtp::header_size(h) + p.payload.size());
-        t.bytes.resize(rtp::serialize(h, p.payload, t.bytes));
-        REQUIRE(!t.bytes.empty());
-        rtp::packet_view q;
-        REQUIRE_FALSE(rtp::parse(t.bytes, q));
-        t.payload = static_cast<std::size_t>(q.payload.data() - q.whole.data());
-        t.tseq = rtp::transport_sequence_offset(q);
-        REQUIRE(t.tseq != 0);
-        out.push_back(std::move(t));
-    }
-    REQUIRE(out.size() <= max_frame_packets);
-    return out;
-}
-
 /// The publisher: a VP8 L1T3 stream at 30 frames/s (about 1.5 Mbit/s; a key frame every
 /// 2 s and on request), Opus every 20 ms, from packets built once and renumbered as they
 /// go out. Each frame leaves in one sendmmsg, as a host's pacer burst would.
@@ -159,7 +124,9 @@ public:
                 f.temporal_layer = tid;
                 f.layer_sync = sync;
                 f.non_reference = tid == 2;
-                return templates_of(vp8, f, video_ssrc, 96, max_payload);
+                auto t = templates_of(vp8, f, video_ssrc, 96, max_payload);
+                REQUIRE(t.size() <= max_frame_packets);
+                return t;
             };
             frame_set s;
             s.key = frame(true, 0, false, 18'000);
@@ -174,7 +141,7 @@ public:
         encoded_frame a;
         a.kind = media_kind::audio;
         a.data.assign(90, 0x3c);
-        audio_ = templates_of(opus, a, audio_ssrc, 111, rtp::max_payload_size).at(0);
+        audio_ = templates_of(opus, a, audio_ssrc, 111).at(0);
         hello_ = hello(rtp::session_type::publish);
     }
     ~publisher() { ::close(fd_); }

@@ -483,12 +483,10 @@ public:
     std::size_t stream_count() const noexcept { return streams_.size(); }
 
 private:
-    /// Heap bytes a string owns (none while it fits its inline buffer).
+    /// Heap bytes a string owns (none while it fits its inline buffer: an empty string's
+    /// capacity).
     static std::size_t heap_bytes(const std::string& str) noexcept {
-        const std::less<const char*> before;
-        const auto* inline_buffer = reinterpret_cast<const char*>(&str);
-        const bool inside = !before(str.data(), inline_buffer) && before(str.data(), inline_buffer + sizeof(str));
-        return inside ? 0 : str.capacity() + 1;
+        return str.capacity() > std::string().capacity() ? str.capacity() + 1 : 0;
     }
     /// Heap bytes a member owns: its memory_bytes() less the object, counted with its owner.
     template <class T>

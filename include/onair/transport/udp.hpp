@@ -209,7 +209,7 @@ public:
                 std::size_t to = w + 1 == shares ? q.count : std::max(from, (q.count * (w + 1)) / shares);
                 while (to > 0 && to < q.count && q.group[to] == q.group[to - 1]) ++to;
                 if (w == 0) first_end = to;
-                else {
+                else if (to > from) { // an empty share wakes nobody: its worker's done stays at go
                     send_worker& sw = *wp.slots[w - 1];
                     sw.job = {&q, from, to, socket_.native_handle(), gso_};
                     sw.go.fetch_add(1, std::memory_order_release);
