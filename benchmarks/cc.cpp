@@ -111,7 +111,7 @@ double percentile(std::vector<double> v, double p) {
     return v[std::min(v.size() - 1, static_cast<std::size_t>(p / 100 * static_cast<double>(v.size())))];
 }
 
-std::vector<phase_result> run(const scenario& sc, std::uint64_t seed, bool verbose, double periodic_probe_s) {
+std::vector<phase_result> run(const scenario& sc, std::uint64_t seed, bool verbose, double periodic_probe_s, std::int64_t trace_us = 0) {
     transport::direction_config link;
     link.delay = std::chrono::microseconds(one_way_us);
     link.queue = 300ms;
@@ -213,6 +213,19 @@ std::vector<phase_result> run(const scenario& sc, std::uint64_t seed, bool verbo
         }
         if (now % 10'000 == 0)
             queue_samples.push_back({now, static_cast<double>(bottleneck.stats(at(now)).queue_delay.count()) / 1000.0});
+        if (trace_us > 0 && now % trace_us == 0) {
+            std::printf("  t=%7.2fs cap %5.0f q %4.0f ms:", static_cast<double>(now) / 1e6, bottleneck.rate_at(at(now)), queue_samples.back().second);
+            for (auto& f : flows) {
+                const auto& st = f->cc.estimator().stats();
+                // target, delay-based, loss-based, acknowledged (kbps), detector state, modified
+                // trend against threshold (ms), queuing delay the estimator sees (ms)
+                std::printf(" [%lld d%lld l%lld a%lld %c %.1f/%.1f q%lld]", static_cast<long long>(st.target_bps / 1000),
+                            static_cast<long long>(st.delay_based_bps / 1000), static_cast<long long>(st.loss_based_bps / 1000),
+                            static_cast<long long>(st.acked_bps / 1000), "nuo"[static_cast<int>(st.usage)], st.trend, st.threshold,
+                            static_cast<long long>(st.queue_delay_us / 1000));
+            }
+            std::printf("\n");
+        }
         if (verbose && now % 1'000'000 == 0) {
             std::printf("  t=%3llds cap %5.0f kbps q %4.0f ms:", static_cast<long long>(now / 1'000'000), bottleneck.rate_at(at(now)),
                         queue_samples.back().second);
@@ -303,11 +316,13 @@ int main(int argc, char** argv) {
                                       {"fanout-seconds", "S", "length of each fan-out run, real time (default 20)"},
                                       {"seed", "N", "seed of the bottleneck and the model encoders (default 1)"},
                                       {"periodic-probe", "S", "probe at twice the target after S seconds without over-use (default 0: off)"},
-                                      {"verbose", "", "print every flow's target once a simulated second"}});
+                                      {"verbose", "", "print every flow's target once a simulated second"},
+                                      {"trace-ms", "MS", "print every flow's estimator state every MS simulated milliseconds"}});
     return onair_examples::guarded_main(cli, argc, argv, [&]() -> int {
         const auto seed = cli.number<std::uint64_t>("seed", 1, 0, ~std::uint64_t{0});
         const std::string only = cli.get("only");
         const double periodic = cli.number<double>("periodic-probe", 0, 0, 60);
+        const auto trace_ms = cli.number<std::int64_t>("trace-ms", 0, 0, 60'000);
         auto s = [](double sec) { return std::chrono::microseconds(static_cast<std::int64_t>(sec * 1e6)); };
         const std::vector<scenario> cases{
             {"5.1", 100, {{s(0), 1000}, {s(40), 2500}, {s(60), 600}, {s(80), 1000}}, {0}},
@@ -323,7 +338,7 @@ int main(int argc, char** argv) {
         for (const auto& c : cases) {
             if (!only.empty() && only != c.name) continue;
             any = true;
-            for (const auto& r : run(c, seed, cli.has("verbose"), periodic)) {
+            for (const auto& r : run(c, seed, cli.has("verbose"), periodic, trace_ms * 1000)) {
                 char reach[32] = "", drain[32] = "", fair[32] = "";
                 if (r.reach_s >= 0) std::snprintf(reach, sizeof reach, "%.1f s", r.reach_s);
                 else if (r.drain_s < 0 && r.fairness < 0 && r.capacity_kbps > 0) std::snprintf(reach, sizeof reach, "-");

@@ -7,7 +7,9 @@
 // estimates each leg from that viewer's transport-wide feedback and forwards the encoding
 // it carries; the same run without selection (every viewer gets the top encoding, as a
 // forwarding relay without layers does) is printed beside it as the baseline. A third run
-// has the 4 Mbps viewer alone, to show the weak viewers do not affect it.
+// has the 4 Mbps viewer alone, to show the weak viewers do not affect it. A fourth sends the
+// same picture as one VP9 stream with three spatial layers (SVC, 1.5 Mbps in one SSRC), of
+// which the relay forwards each viewer the spatial layers its link carries.
 #pragma once
 
 #include "support/fanout_scenario.hpp"
@@ -51,6 +53,28 @@ inline void run_fanout_case(double seconds) {
     std::printf("\nencodings as sent: %lld / %lld / %lld kbps; audio %lld kbps\n", static_cast<long long>(on.encoding_bps[0] / 1000),
                 static_cast<long long>(on.encoding_bps[1] / 1000), static_cast<long long>(on.encoding_bps[2] / 1000),
                 static_cast<long long>(on.audio_bps / 1000));
+
+    onair_test::setup svc = su;
+    svc.simulcast = 1;
+    svc.spatial_layers = 3;
+    auto layered = onair_test::run_fanout<onair::codec::vp9>(svc, true, seconds);
+    std::printf("\nVP9 SVC, 3 spatial layers in one SSRC (the \"encoding\" column: the spatial layer forwarded)\n\n");
+    std::printf("| relay | viewer link | encoding | frames shown | freeze ratio | p95 latency | queue drops | leg estimate |\n");
+    std::printf("|---|---|---|---|---|---|---|---|\n");
+    for (auto& l : layered.legs) {
+        int top = -1; // the spatial layer it was on for most of the second half
+        for (int k = 0; k < 3; ++k)
+            if (top < 0 || l.half_on_svc[static_cast<std::size_t>(k)] > l.half_on_svc[static_cast<std::size_t>(top)]) top = k;
+        l.spatial = top;
+    }
+    print_fanout("selection (SVC)", svc, layered, 3);
+    std::printf("\nspatial layers as sent: %lld / %lld / %lld kbps; rendered widths per viewer (160/320/640):",
+                static_cast<long long>(layered.encoding_bps[0] / 1000), static_cast<long long>(layered.encoding_bps[1] / 1000),
+                static_cast<long long>(layered.encoding_bps[2] / 1000));
+    for (const auto& l : layered.legs)
+        std::printf(" %llu/%llu/%llu", static_cast<unsigned long long>(l.rendered[0]), static_cast<unsigned long long>(l.rendered[1]),
+                    static_cast<unsigned long long>(l.rendered[2]));
+    std::printf("\n");
 }
 
 } // namespace onair_bench

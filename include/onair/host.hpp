@@ -175,6 +175,8 @@ public:
         /// configured; each lower one has half the width and height of the one above and
         /// `simulcast_rate_step` of its bitrate, its own SSRC, RTX SSRC and key frames. A relay
         /// forwards each viewer the encoding its link carries. Only the top one is FEC-protected.
+        /// Not together with video.spatial_layers > 1 (VP9 SVC: one stream whose lower spatial
+        /// layers a relay forwards the same way).
         int simulcast = 1;
         double simulcast_rate_step = 0.3;
     };
@@ -227,6 +229,8 @@ public:
                 if (vc.drop_frame_threshold == 0) vc.drop_frame_threshold = 30;
             }
             if (cfg_.simulcast < 1 || cfg_.simulcast > 3) return errc::codec_init_failed;
+            // Spatial layers are the one stream's own simulcast: not both at once.
+            if (cfg_.simulcast > 1 && cfg_.video.spatial_layers > 1) return errc::codec_init_failed;
             if (auto ec = venc_.open(vc)) return ec;
             encoder_config_ = vc;
             // Lower encodings: from the top one down, each half the size of the one above.
@@ -297,9 +301,10 @@ public:
             const video_frame& in = encoder_input(f);
             if (key_requested_.exchange(false)) venc_.request_keyframe();
             const auto ec = venc_.encode(in, [this](encoded_frame&& ef) {
-                ++stats_.video_frames_encoded;
-                if constexpr (sink::encoded_sink<Sink>) sink_.on_encoded(ef);
-                if (ef.keyframe) ++stats_.keyframes;
+                // A picture of several spatial layers counts once, when its last layer is out.
+                if (ef.end_of_picture) ++stats_.video_frames_encoded;
+                if constexpr (sink::encoded_sink<Sink>) record(ef);
+                if (ef.keyframe && ef.end_of_picture) ++stats_.keyframes;
                 asio::post(transport_.get_executor(),
                            [this, ef = std::move(ef)] { send_frame(video_, ef); });
             });
@@ -454,7 +459,7 @@ private:
             // starts nobody: nothing goes out until the relay has the stream, and the first
             // video frame after that is a key frame.
             if (video) {
-                if (!low) ++stats_.video_frames_before_publish;
+                if (!low && ef.end_of_picture) ++stats_.video_frames_before_publish;
                 held_back = true;
             } else {
                 ++stats_.audio_frames_before_publish;
@@ -463,8 +468,8 @@ private:
         }
         if (video && held_back) {
             // Frames encoded before the key frame asked for at the ack are still deltas.
-            if (!ef.keyframe) {
-                if (!low) ++stats_.video_frames_before_publish;
+            if (!ef.keyframe || ef.spatial_layer > 0) { // a key picture starts at its lowest layer
+                if (!low && ef.end_of_picture) ++stats_.video_frames_before_publish;
                 return;
             }
             held_back = false;
@@ -762,6 +767,26 @@ private:
         pace(); // a probe may be due
     }
 
+    /// Hands an encoded frame to the sink: a picture of several spatial layers as one frame
+    /// (its layer frames in order, which decode to the top layer, as a viewer receives it).
+    void record(const encoded_frame& ef) {
+        if constexpr (sink::encoded_sink<Sink>) {
+            if (ef.spatial_layers <= 1) return sink_.on_encoded(ef);
+            if (ef.spatial_layer == 0) {
+                recorded_ = ef;
+            } else {
+                recorded_.data.insert(recorded_.data.end(), ef.data.begin(), ef.data.end());
+                recorded_.spatial_layer = ef.spatial_layer;
+                recorded_.width = ef.width;
+                recorded_.height = ef.height;
+                recorded_.inter_layer = false;
+            }
+            if (!ef.end_of_picture) return;
+            recorded_.end_of_picture = true;
+            sink_.on_encoded(recorded_);
+        }
+    }
+
     /// With temporal layers and congestion control, frames of the upper layers are not sent
     /// while what the encoder produces (measured per layer over the last second) exceeds the
     /// video share of the estimate: the rate falls at once by their share (TL2 40 %, TL1 20 %
@@ -770,10 +795,17 @@ private:
     /// output comes down the layers come back (each from its next frame after a base layer
     /// frame). A left-out TL1 frame takes the TL2 frames after it (they may reference it) up
     /// to the next base layer frame.
+    /// A picture of several spatial layers is decided at its lowest layer frame, and the
+    /// rest of it follows (its marker is on the last layer's last packet).
     bool shed(const encoded_frame& ef) {
         const auto now = std::chrono::steady_clock::now();
         const std::size_t packets = ef.data.size() / rtp::max_payload_size + 1;
         produced_.add(0, ef.temporal_layer, ef.data.size() + packets * 40, now); // with about 40 header bytes a packet
+        if (ef.spatial_layer > 0) return shed_picture_;
+        shed_picture_ = shed_frame(ef, now);
+        return shed_picture_;
+    }
+    bool shed_frame(const encoded_frame& ef, std::chrono::steady_clock::time_point now) {
         if (!cfg_.congestion_control || !cfg_.adapt_video || cfg_.video.temporal_layers < 2) return false;
         if (ef.keyframe || ef.temporal_layer == 0) {
             // The layers allowed until the next base layer frame.
@@ -997,6 +1029,8 @@ private:
     int encoder_divisor_ = 1;
     relay::layer_meter produced_;    ///< what the encoder produced per temporal layer (network thread)
     std::uint8_t allowed_layer_ = 7; ///< temporal layers above this are not sent (until the next base layer frame)
+    bool shed_picture_ = false;      ///< the decision for the picture whose layer frames are being sent
+    encoded_frame recorded_;         ///< codec thread: the layer frames of a picture so far, for the sink
     bool skipped_last_ = false; ///< the previous raw frame was not encoded (pacer congested)
     video_frame half_, quarter_;
     // Shared.

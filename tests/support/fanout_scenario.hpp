@@ -1,24 +1,28 @@
 // Test and benchmark support: one host, a relay and three viewers behind their own
 // downlinks (memory transport + emulated_link, real time), for per-subscriber layer
-// selection. The host sends VP8 with temporal layers and/or simulcast encodings; each
-// viewer's link may have a bottleneck with a 300 ms drop-tail queue.
+// selection. The host sends VP8 (or VP9) with temporal layers, simulcast encodings or VP9
+// spatial layers; each viewer's link may have a bottleneck with a 300 ms drop-tail queue,
+// and counts the sizes of the pictures it renders.
 #pragma once
 
 #include "support/on_io.hpp"
 
 #include <onair/codec/opus.hpp>
 #include <onair/codec/vp8.hpp>
+#include <onair/codec/vp9.hpp>
 #include <onair/host.hpp>
 #include <onair/relay_node.hpp>
 #include <onair/source/test_pattern.hpp>
 #include <onair/source/tone.hpp>
 #include <onair/transport/emulated_link.hpp>
 #include <onair/transport/memory.hpp>
+#include <onair/sink/callback.hpp>
 #include <onair/viewer.hpp>
 
 #include <asio/io_context.hpp>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
@@ -37,9 +41,24 @@ using av = codec::av<codec::vp8, codec::opus>;
 using fanout_detail::av;
 using fanout_detail::link;
 
+/// The widths a viewer renders: 160, 320, 640 and anything else (counted on its codec thread).
+struct rendered_sizes {
+    std::shared_ptr<std::array<std::atomic<std::uint64_t>, 4>> counts = std::make_shared<std::array<std::atomic<std::uint64_t>, 4>>();
+    void operator()(const video_frame& f) const {
+        const std::size_t i = f.width == 160 ? 0 : f.width == 320 ? 1 : f.width == 640 ? 2 : 3;
+        (*counts)[i].fetch_add(1, std::memory_order_relaxed);
+    }
+    std::array<std::uint64_t, 4> snapshot() const {
+        std::array<std::uint64_t, 4> a{};
+        for (std::size_t i = 0; i < a.size(); ++i) a[i] = (*counts)[i].load(std::memory_order_relaxed);
+        return a;
+    }
+};
+
 /// What the host sends, and each viewer's downlink (kbps, 0: no bottleneck).
 struct setup {
     int simulcast = 1;
+    int spatial_layers = 1; ///< VP9 spatial layers (run_fanout<codec::vp9>)
     int temporal_layers = 3;
     int kbps = 1000;
     std::array<int, 3> downlink_kbps{0, 1000, 600};
@@ -55,7 +74,18 @@ struct leg_outcome {
     /// each encoding and on each temporal layer (what it was forwarding, not its target).
     std::array<int, 3> half_on_spatial{};
     std::array<int, 4> half_on_temporal{};
+    std::array<int, 4> half_on_svc{}; ///< on spatial layer 0, 1, 2, all (VP9 SVC)
     int half_samples = 0;
+    /// Pictures rendered 160, 320, 640 wide (and other), in all and before the second half.
+    std::array<std::uint64_t, 4> rendered{};
+    std::array<std::uint64_t, 4> rendered_at_half{};
+    /// The share of the second half's rendered pictures that were `width` wide (160, 320, 640).
+    double second_half_width_share(int width) const {
+        const std::size_t i = width == 160 ? 0 : width == 320 ? 1 : 2;
+        std::uint64_t all = 0;
+        for (std::size_t k = 0; k < 4; ++k) all += rendered[k] - rendered_at_half[k];
+        return all ? double(rendered[i] - rendered_at_half[i]) / double(all) : 0.0;
+    }
     /// Frames the viewer had played when the second half began.
     std::uint64_t frames_at_half = 0;
     /// The share of the frames sent in the second half that this viewer played.
@@ -65,6 +95,7 @@ struct leg_outcome {
     /// The share of the second half spent on encoding `e` / temporal layer `t`.
     double share_on_spatial(int e) const { return half_samples ? double(half_on_spatial[std::size_t(e)]) / half_samples : 0.0; }
     double share_on_temporal(int t) const { return half_samples ? double(half_on_temporal[std::size_t(t)]) / half_samples : 0.0; }
+    double share_on_svc(int s) const { return half_samples ? double(half_on_svc[std::size_t(s)]) / half_samples : 0.0; }
 };
 struct outcome {
     std::array<leg_outcome, 3> legs;
@@ -73,7 +104,7 @@ struct outcome {
     std::uint64_t frames_sent = 0;
     std::uint64_t frames_sent_at_half = 0;
     std::array<std::int64_t, 3> layer_bps{}; ///< what the relay measured: TL0, TL0-1, TL0-2 (of the top encoding)
-    std::array<std::int64_t, 3> encoding_bps{}; ///< each encoding, all its layers (simulcast)
+    std::array<std::int64_t, 3> encoding_bps{}; ///< each encoding, all its layers (simulcast); each spatial layer (SVC)
     std::int64_t audio_bps = 0;
 };
 
@@ -90,14 +121,19 @@ void sample_layers(asio::io_context& io, Relay& relay, Viewers& viewers, outcome
                 ++leg.half_samples;
                 if (sub.selector->spatial() < leg.half_on_spatial.size()) ++leg.half_on_spatial[sub.selector->spatial()];
                 if (sub.selector->temporal() < leg.half_on_temporal.size()) ++leg.half_on_temporal[sub.selector->temporal()];
+                ++leg.half_on_svc[std::min<std::size_t>(sub.selector->svc_layer(), 3)];
             }
         return 0;
     });
 }
 
-/// Runs the scenario in real time for `seconds`; throws std::runtime_error when a role
-/// cannot start.
-inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 10.0) {
+/// Runs the scenario in real time for `seconds` with `Video` (codec::vp8 or codec::vp9);
+/// throws std::runtime_error when a role cannot start.
+template <class Video = codec::vp8>
+outcome run_fanout(const setup& su, bool select_layers, double seconds = 10.0) {
+    using media = codec::av<Video, codec::opus>;
+    using host_type = basic_host<media, link>;
+    using viewer = basic_viewer<media, link, sink::callback<rendered_sizes>>;
     const auto& downlink_kbps = su.downlink_kbps;
     asio::io_context io(1);
     transport::memory_network net;
@@ -108,7 +144,7 @@ inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 
     rc.select_layers = select_layers;
     basic_relay_node<link> relay(relay::sfu{rc}, sink::null_packets{}, relay_node_config{}, transport::link_config{}, io, net);
     relay.start();
-    basic_host<av, link>::config hc;
+    typename host_type::config hc;
     hc.relay = relay.local_endpoint();
     hc.stream = "cam";
     hc.video.width = 640;
@@ -116,14 +152,16 @@ inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 
     hc.video.fps = 30;
     hc.video.bitrate_kbps = su.kbps;
     hc.video.temporal_layers = su.temporal_layers;
+    hc.video.spatial_layers = su.spatial_layers;
     hc.simulcast = su.simulcast;
     hc.max_pending_video = 1000;
     hc.congestion_control = false; // a clean uplink: the host sends its 1 Mbps throughout
-    basic_host<av, link> host(hc, sink::null{}, transport::link_config{clean, clean, 3}, io, net);
+    host_type host(hc, sink::null{}, transport::link_config{clean, clean, 3}, io, net);
 
-    std::vector<std::unique_ptr<basic_viewer<av, link>>> viewers;
+    std::vector<std::unique_ptr<viewer>> viewers;
+    std::vector<rendered_sizes> sizes(downlink_kbps.size());
     for (std::size_t i = 0; i < downlink_kbps.size(); ++i) {
-        basic_viewer<av, link>::config vc;
+        typename viewer::config vc;
         vc.relay = relay.local_endpoint();
         vc.stream = "cam";
         transport::direction_config down = clean;
@@ -131,8 +169,8 @@ inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 
             down.rate_kbps = downlink_kbps[i];
             down.queue = 300ms;
         }
-        viewers.push_back(std::make_unique<basic_viewer<av, link>>(vc, sink::null{}, transport::link_config{clean, down, 10 + unsigned(i)},
-                                                                   io, net));
+        viewers.push_back(std::make_unique<viewer>(vc, sink::callback<rendered_sizes>{sizes[i]},
+                                                   transport::link_config{clean, down, 10 + unsigned(i)}, io, net));
         if (viewers.back()->start()) throw std::runtime_error("viewer did not start");
     }
     std::thread net_thread([&] { io.run(); });
@@ -159,7 +197,10 @@ inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 
                 const auto h = host.stats(); // atomic counters
                 o.frames_sent_at_half = h.video_frames_encoded - h.video_frames_before_publish;
                 on_io(io, [&] {
-                    for (std::size_t i = 0; i < viewers.size(); ++i) o.legs[i].frames_at_half = viewers[i]->stats().video_frames;
+                    for (std::size_t i = 0; i < viewers.size(); ++i) {
+                        o.legs[i].frames_at_half = viewers[i]->stats().video_frames;
+                        o.legs[i].rendered_at_half = sizes[i].snapshot();
+                    }
                     return 0;
                 });
             }
@@ -184,6 +225,7 @@ inline outcome run_fanout(const setup& su, bool select_layers, double seconds = 
         for (std::size_t i = 0; i < viewers.size(); ++i) {
             auto& leg = o.legs[i];
             leg.viewer = viewers[i]->stats();
+            leg.rendered = sizes[i].snapshot();
             leg.downlink = viewers[i]->transport().receive_stats();
             for (const auto& sub : s->subscribers) {
                 if (sub.video_to != viewers[i]->transport().local_endpoint()) continue;

@@ -28,6 +28,7 @@ struct vp8_traits {
                    VPX_CODEC_OK &&
                vpx_codec_control(ctx, VP8E_SET_MAX_INTRA_BITRATE_PCT, max_intra_pct) == VPX_CODEC_OK;
     }
+    static constexpr int max_spatial_layers = 1; ///< VP8 has no spatial scalability
     /// The ts_* settings of the encoder configuration are all VP8 needs.
     static bool enable_temporal_layers(vpx_codec_ctx_t*, const vpx_codec_enc_cfg_t&) noexcept { return true; }
     static bool set_temporal_layer(vpx_codec_ctx_t* ctx, int layer) noexcept {

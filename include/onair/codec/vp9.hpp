@@ -42,6 +42,34 @@ struct vp9_traits {
         svc.scaling_factor_den[0] = 1;
         return vpx_codec_control(ctx, VP9E_SET_SVC_PARAMETERS, &svc) == VPX_CODEC_OK;
     }
+    static constexpr int max_spatial_layers = 3;
+    /// Spatial layers: libvpx's SVC with each layer half the size of the one above, every
+    /// (spatial, temporal) layer with the configured quantizer range, inter-layer prediction
+    /// on key pictures only and pictures dropped whole (see vpx.hpp).
+    static bool enable_spatial_layers(vpx_codec_ctx_t* ctx, const vpx_codec_enc_cfg_t& cfg, const video_config& c) noexcept {
+        if (vpx_codec_control(ctx, VP9E_SET_SVC, 1) != VPX_CODEC_OK) return false;
+        vpx_svc_extra_cfg_t svc{};
+        for (unsigned i = 0; i < cfg.ss_number_layers * cfg.ts_number_layers; ++i) {
+            svc.max_quantizers[i] = static_cast<int>(cfg.rc_max_quantizer);
+            svc.min_quantizers[i] = static_cast<int>(cfg.rc_min_quantizer);
+        }
+        for (unsigned sl = 0; sl < cfg.ss_number_layers; ++sl) {
+            svc.scaling_factor_num[sl] = 1;
+            svc.scaling_factor_den[sl] = 1 << (cfg.ss_number_layers - 1 - sl);
+        }
+        if (vpx_codec_control(ctx, VP9E_SET_SVC_PARAMETERS, &svc) != VPX_CODEC_OK) return false;
+        if (vpx_codec_control(ctx, VP9E_SET_SVC_INTER_LAYER_PRED, 2u) != VPX_CODEC_OK) return false; // key pictures only
+        vpx_svc_frame_drop_t drop{};
+        drop.framedrop_mode = FULL_SUPERFRAME_DROP;
+        for (unsigned sl = 0; sl < cfg.ss_number_layers; ++sl) drop.framedrop_thresh[sl] = std::max(c.drop_frame_threshold, 0);
+        drop.max_consec_drop = std::max(c.fps / 2, 1); // at most half a second dropped in a row
+        return vpx_codec_control(ctx, VP9E_SET_SVC_FRAME_DROP_LAYER, &drop) == VPX_CODEC_OK;
+    }
+    /// The picture just encoded: its temporal layer and each layer frame's references.
+    static bool svc_layers(vpx_codec_ctx_t* ctx, vpx_svc_layer_id_t& id, vpx_svc_ref_frame_config_t& refs) noexcept {
+        return vpx_codec_control(ctx, VP9E_GET_SVC_LAYER_ID, &id) == VPX_CODEC_OK &&
+               vpx_codec_control(ctx, VP9E_GET_SVC_REF_FRAME_CONFIG, &refs) == VPX_CODEC_OK;
+    }
     static bool set_temporal_layer(vpx_codec_ctx_t* ctx, int layer) noexcept {
         vpx_svc_layer_id_t id{};
         id.spatial_layer_id = 0;
@@ -53,7 +81,9 @@ struct vp9_traits {
 } // namespace detail
 
 /// VP9 policy (profile 0, 8-bit 4:2:0): `vp9::encoder` and `vp9::decoder`, payload RFC 9628.
-/// Same contract as `vp8`, temporal layers included; no spatial layers.
+/// Same contract as `vp8`, temporal layers included; with config.spatial_layers > 1 (up to 3)
+/// each picture is one encoded_frame per spatial layer, lowest first (spatial_layer,
+/// inter_layer, end_of_picture; key frames carry every layer's size).
 /// Thread safety: as `vp8`.
 struct vp9 {
     static constexpr media_kind kind = media_kind::video;

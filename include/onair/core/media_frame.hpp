@@ -3,6 +3,7 @@
 
 #include "onair/core/time.hpp"
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -75,6 +76,16 @@ struct encoded_frame {
     int width = 0;  ///< video only, 0 when unknown
     int height = 0; ///< video only, 0 when unknown
     frame_dependency dependency{}; ///< video received over RTP: from the first packet's descriptor
+    // VP9 spatial layers (encoder output): a picture of a stream with several spatial layers
+    // is one encoded_frame per layer, lowest first, all with the picture's timestamp.
+    std::uint8_t spatial_layer = 0;  ///< SID, 0 = lowest
+    std::uint8_t spatial_layers = 1; ///< the stream's spatial layers (N_S + 1)
+    bool inter_layer = false;        ///< predicted from the layer below in the same picture (VP9 D)
+    bool end_of_picture = true;      ///< the picture's last layer frame (its last packet carries the RTP marker)
+    /// Every spatial layer's size, lowest first (layered key frames: the scalability
+    /// structure carries them); 0 when unknown.
+    std::array<std::uint16_t, 3> layer_width{};
+    std::array<std::uint16_t, 3> layer_height{};
     std::vector<std::uint8_t> data;
 
     std::span<const std::uint8_t> bytes() const noexcept { return data; }

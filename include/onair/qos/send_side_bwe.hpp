@@ -6,7 +6,12 @@
 // the hop reports arrival times (transport-wide feedback, rtp/transport_feedback.hpp); each
 // report goes through on_feedback as a list of (sequence, received, arrival) and drives:
 // - the delay-based estimate (delay_based_bwe.hpp: groups -> trendline -> AIMD), fed with
-//   the acknowledged throughput (bytes received over the last 500 ms of arrival time);
+//   the acknowledged throughput (bytes received over the last 500 ms of arrival time). At
+//   an over-use with a standing queue (the newest packet's one-way delay more than 60 ms
+//   over the least of the last 5-10 s) the decrease starts from the last 150 ms of
+//   arrivals instead: a queued path delivers at its own rate, which the longer window,
+//   still holding the faster sending from before, overstates (after a capacity drop it
+//   took three or four decreases, with the queue full meanwhile, to get down);
 // - the loss-based estimate: per at least 20 reported packets, loss under 2 % lets it grow
 //   8 % a second, loss over 10 % cuts it by half the loss fraction (at most once per
 //   300 ms + RTT), in between it holds; it never goes above the delay-based one plus
@@ -81,6 +86,10 @@ struct send_side_bwe_config {
     /// 0 = off (the default: on the RFC 8867 cases it halves some ramp-up times but raises
     /// p95 queuing delay over 100 ms in three phases; see docs/benchmarks.md).
     std::chrono::microseconds periodic_probe{0};
+    /// An over-use seen with more queuing delay than this (the newest acknowledged packet's
+    /// one-way delay over the least of the last 5-10 s) is a standing queue: the decrease
+    /// then starts from the rate of the last 150 ms of arrivals, the path's own.
+    std::chrono::microseconds standing_queue{60'000};
 };
 
 struct send_side_bwe_stats {
@@ -106,6 +115,8 @@ struct send_side_bwe_stats {
     std::uint64_t probe_results = 0; ///< clusters that produced a valid estimate
     std::uint64_t probes_requested = 0; ///< of probes_started, asked for by request_probe
     std::uint64_t probe_lowered = 0;    ///< requested probes that showed the estimate above the path
+    std::uint64_t standing_decreases = 0; ///< of overuses, those cut from the recent rate (a standing queue)
+    std::int64_t queue_delay_us = 0;    ///< one-way delay of the newest acknowledged packet over the least seen
 };
 
 /// A burst the pacer should send: at `bitrate_bps` until both `min_bytes` and `min_duration`.
@@ -525,22 +536,67 @@ private:
             cluster_.bytes += bytes;
             ++cluster_.packets;
         }
+        track_queue(send_us, arrival_us);
         // Delay-based detector.
         if (const auto d = groups_.add(send_us, arrival_us)) {
             const auto usage = trend_.update(d->send_delta_us, d->arrival_delta_us, d->arrival_us);
             const std::int64_t before = aimd_.estimate();
+            // With a standing queue the path delivers at its own rate whatever was sent: the
+            // arrivals of the last 150 ms measure it, where the 500 ms window still holds the
+            // faster sending from before the queue built (after a capacity drop, 2-4 times
+            // the path's rate: as many decreases, and the queue full meanwhile).
+            std::int64_t acked = acked_bps_;
+            bool standing = false;
+            if (usage == bandwidth_usage::overusing && queue_us_ > cfg_.standing_queue.count())
+                if (const std::int64_t recent = recent_rate_bps(150'000); recent > 0) {
+                    acked = recent;
+                    standing = true;
+                }
             // AIMD runs on the sender's clock: the newest acknowledged packet's send time
             // stands for "now" (feedback comes about one RTT later for every packet).
-            aimd_.update(usage, acked_bps_, send_us);
+            aimd_.update(usage, acked, send_us);
             if (usage == bandwidth_usage::overusing) last_overuse_us_ = send_us;
             if (aimd_.estimate() < before && usage == bandwidth_usage::overusing) {
                 ++stats_.overuses;
+                if (standing) ++stats_.standing_decreases;
                 note_drop(before, aimd_.estimate(), send_us);
             }
             stats_.usage = usage;
             stats_.trend = trend_.modified_trend();
             stats_.threshold = trend_.threshold_ms();
         }
+    }
+
+    /// The least one-way delay (arrival on the receiver's clock minus send time) of the last
+    /// 5 to 10 s stands for an empty queue; the newest packet's excess over it is the queue.
+    void track_queue(std::int64_t send_us, std::int64_t arrival_us) noexcept {
+        const std::int64_t offset = arrival_us - send_us;
+        if (send_us - base_bucket_us_ >= 5'000'000 || base_now_ == INT64_MAX) {
+            base_prev_ = base_now_;
+            base_now_ = offset;
+            base_bucket_us_ = send_us;
+        }
+        base_now_ = std::min(base_now_, offset);
+        queue_us_ = std::max<std::int64_t>(offset - std::min(base_now_, base_prev_), 0);
+        stats_.queue_delay_us = queue_us_;
+    }
+
+    /// Bytes acknowledged over the last `window_us` of arrival time (0: fewer than 50 ms of
+    /// arrivals held).
+    std::int64_t recent_rate_bps(std::int64_t window_us) const noexcept {
+        if (win_size_ < 2) return 0;
+        std::uint64_t bytes = 0;
+        std::int64_t oldest = last_arrival_us_;
+        for (std::size_t k = win_size_; k-- > 0;) {
+            const std::size_t i = (win_head_ + k) % window_at_.size();
+            const std::int64_t a = arrival_time(i);
+            if (a < last_arrival_us_ - window_us) break;
+            oldest = a;
+            bytes += window_bytes_[i];
+        }
+        const std::int64_t span = last_arrival_us_ - oldest;
+        if (span < 50'000) return 0;
+        return static_cast<std::int64_t>(static_cast<double>(bytes) * 8e6 / static_cast<double>(span));
     }
 
     void pop_window() noexcept {
@@ -694,6 +750,10 @@ private:
     std::int64_t rate_before_drop_ = 0;
     std::int64_t last_overuse_us_ = 0;
     std::int64_t drop_us_ = 0;
+
+    // Queuing delay (track_queue): the least one-way delay offset of this and the last 5 s bucket.
+    std::int64_t base_now_ = INT64_MAX, base_prev_ = INT64_MAX, base_bucket_us_ = 0;
+    std::int64_t queue_us_ = 0;
 
     std::int64_t target_ = 0;
     send_side_bwe_stats stats_;

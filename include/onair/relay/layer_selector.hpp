@@ -39,6 +39,16 @@
 //   missing from the input keeps its id. After a spatial switch they go on from the last
 //   one. TL0PICIDX is the input's plus an offset per switch, so it goes on from the last.
 //
+// - Spatial layers of one encoding (VP9 SVC: one SSRC, the SID of each packet's descriptor,
+//   the layers of a picture sharing its timestamp and picture id): packets with a SID above
+//   the allowed one are dropped like those of a dropped temporal layer (they take no output
+//   number), and the marker bit goes on the last forwarded packet of each picture (E on the
+//   allowed layer; the picture's own marker when that is its top layer). Going down takes
+//   effect at the next picture (lower layers never depend on upper ones); going up only at a
+//   key picture, since an upper layer frame is predicted from the earlier frames of its own
+//   layer, which the subscriber did not get. wants_keyframe() then names the forwarded
+//   encoding. Up to three spatial layers are told apart: a target of 3 or more is every layer.
+//
 // The packet a relay forwards is shared by all subscribers and never written to:
 // write_rewritten_prefix() writes this subscriber's first bytes of it for a two-buffer
 // send; write_fill_packet() writes the padding-only packet of a fill.
@@ -78,6 +88,8 @@ struct layer_info {
     std::uint16_t picture_id = 0;   ///< 15-bit (or 7-bit)
     bool has_tl0picidx = false;
     std::uint8_t tl0picidx = 0;
+    std::uint8_t svc_layer = 0;     ///< VP9 SID: spatial layer within the packet's encoding
+    bool layer_end = false;         ///< VP9 E: last packet of its layer frame
 };
 
 enum class layer_action : std::uint8_t {
@@ -94,6 +106,7 @@ struct layer_decision {
     std::uint32_t timestamp = 0;  ///< output RTP timestamp
     std::uint16_t picture_id = 0; ///< output picture id (15-bit), when the packet has one
     std::uint8_t tl0picidx = 0;   ///< output TL0PICIDX, when the packet has one
+    bool marker = false;          ///< output RTP marker (forward): the end of what goes out of the picture
 };
 
 /// A packet the selector forwarded, as source_of() / history() find it for a NACK.
@@ -110,6 +123,7 @@ struct layer_selector_stats {
     std::uint64_t waiting = 0;           ///< before the first key frame
     std::uint64_t other_layer = 0;       ///< of an encoding not forwarded
     std::uint64_t temporal_dropped = 0;  ///< above the allowed temporal layer (or of an unknown frame)
+    std::uint64_t spatial_dropped = 0;   ///< above the allowed spatial layer (SID) of the encoding
     std::uint64_t padding_dropped = 0;   ///< padding-only packets of the forwarded encoding
     std::uint64_t duplicates = 0;
     std::uint64_t stale = 0;             ///< outside the window, or before the encoding's switch point
@@ -117,6 +131,7 @@ struct layer_selector_stats {
     std::uint64_t restarts = 0;          ///< input renumberings (sequence jumps)
     std::uint64_t spatial_switches = 0;
     std::uint64_t temporal_switches = 0;
+    std::uint64_t svc_switches = 0;      ///< changes of the allowed spatial layer (SID)
 };
 
 /// The forwarding decision for one subscriber of one video stream. Its windows (what became
@@ -164,6 +179,11 @@ public:
         target_temporal_ = std::min<std::uint8_t>(temporal, static_cast<std::uint8_t>(temporal_layers_ - 1));
     }
 
+    /// The spatial layers (VP9 SIDs 0..layer) of the forwarded encoding that fit this
+    /// subscriber now; 3 or more: all. A lower one applies from the next picture, a higher
+    /// one from the next key picture.
+    void set_svc_target(std::uint8_t sid) noexcept { target_svc_ = sid >= svc_all ? all_layers : sid; }
+
     /// Waits for a key frame again (the publisher restarted, say); the output numbering
     /// goes on where it was.
     void reset() noexcept { started_ = false; }
@@ -177,12 +197,16 @@ public:
     std::uint8_t temporal() const noexcept { return temporal_; }
     std::uint8_t target_spatial() const noexcept { return target_spatial_; }
     std::uint8_t target_temporal() const noexcept { return target_temporal_; }
+    /// The highest spatial layer (SID) forwarded now (7: all), and the target.
+    std::uint8_t svc_layer() const noexcept { return svc_; }
+    std::uint8_t target_svc_layer() const noexcept { return target_svc_; }
     /// A key frame has been forwarded (since construction or the last reset()).
     bool started() const noexcept { return started_; }
     /// The encoding whose key frame the selector waits for (to start, or to switch to): the
     /// relay sends a PLI for that encoding's SSRC. nullopt when it waits for none.
     std::optional<std::uint8_t> wants_keyframe() const noexcept {
         if (!started_ || target_spatial_ != current_spatial_) return target_spatial_;
+        if (target_svc_ > svc_) return current_spatial_; // an upper spatial layer starts at a key picture
         return std::nullopt;
     }
     const layer_selector_stats& stats() const noexcept { return stats_; }
@@ -222,13 +246,14 @@ public:
         const output_slot& o = outputs_[out % window];
         if (!o.holds(out) || o.state != slot::forwarded) return std::nullopt;
         forwarded_packet f;
-        f.spatial = o.spatial;
+        f.spatial = o.encoding();
         f.sequence = o.in;
         f.decision.action = layer_action::forward;
         f.decision.sequence = out;
         f.decision.timestamp = o.timestamp;
         f.decision.picture_id = o.picture_id;
         f.decision.tl0picidx = o.tl0picidx;
+        f.decision.marker = o.marker();
         return f;
     }
 
@@ -241,7 +266,10 @@ public:
 
 private:
     enum class slot : std::uint8_t { unused, reserved, forwarded, dropped, filled };
-    enum class verdict : std::uint8_t { forward, temporal, unknown };
+    enum class verdict : std::uint8_t { forward, temporal, spatial, unknown };
+    /// set_svc_target()'s "every spatial layer", and the targets from which it applies.
+    static constexpr std::uint8_t all_layers = 7;
+    static constexpr std::uint8_t svc_all = 3;
 
     // The slots keep a number as its quotient by their window (`tag`): with the slot's
     // index, the remainder, that is the whole number.
@@ -266,15 +294,22 @@ private:
     struct frame_slot {
         std::uint16_t out = 0;  ///< its output picture id (reserved or forwarded)
         std::uint8_t tag = 0;   ///< its picture id / frame_window
-        std::uint8_t bits = 0;  ///< the state (low 4 bits) and the highest TID allowed when it was reserved
-        static frame_slot of(std::uint16_t pid, std::uint16_t out, std::uint8_t allowed, slot state) noexcept {
+        /// The state (low 3 bits), the highest TID (3 bits) and SID (2 bits, 3: all) allowed
+        /// when it was given its id.
+        std::uint8_t bits = 0;
+        static frame_slot of(std::uint16_t pid, std::uint16_t out, std::uint8_t allowed, std::uint8_t svc, slot state) noexcept {
+            const unsigned svc_code = std::min<unsigned>(svc, svc_all);
             return {out, static_cast<std::uint8_t>(pid / frame_window),
-                    static_cast<std::uint8_t>((allowed & 0x0f) << 4 | static_cast<std::uint8_t>(state))};
+                    static_cast<std::uint8_t>(svc_code << 6 | (allowed & 0x07u) << 3 | static_cast<unsigned>(state))};
         }
         bool holds(std::uint16_t pid) const noexcept { return tag == pid / frame_window; }
-        slot state() const noexcept { return static_cast<slot>(bits & 0x0f); }
-        std::uint8_t allowed() const noexcept { return static_cast<std::uint8_t>(bits >> 4); }
-        void set_state(slot s) noexcept { bits = static_cast<std::uint8_t>((bits & 0xf0) | static_cast<std::uint8_t>(s)); }
+        slot state() const noexcept { return static_cast<slot>(bits & 0x07); }
+        std::uint8_t allowed() const noexcept { return static_cast<std::uint8_t>((bits >> 3) & 0x07); }
+        std::uint8_t svc() const noexcept {
+            const auto code = static_cast<std::uint8_t>(bits >> 6);
+            return code == svc_all ? all_layers : code;
+        }
+        void set_state(slot s) noexcept { bits = static_cast<std::uint8_t>((bits & 0xf8u) | static_cast<unsigned>(s)); }
     };
     /// One output sequence number (12 bytes).
     struct output_slot {
@@ -283,13 +318,16 @@ private:
         std::uint16_t picture_id = 0;
         std::uint8_t tl0picidx = 0;
         std::uint8_t tag = 0; ///< the output number / window
-        std::uint8_t spatial = 0;
+        std::uint8_t spatial = 0; ///< the encoding (low 7 bits) and the output marker (0x80)
         slot state = slot::unused;
         static output_slot of(std::uint32_t ts, std::uint16_t out, std::uint16_t in, std::uint16_t pid, std::uint8_t tl0,
-                              std::uint8_t spatial, slot state) noexcept {
-            return {ts, in, pid, tl0, static_cast<std::uint8_t>(out / window), spatial, state};
+                              std::uint8_t spatial, slot state, bool marker = false) noexcept {
+            return {ts, in, pid, tl0, static_cast<std::uint8_t>(out / window),
+                    static_cast<std::uint8_t>((spatial & 0x7fu) | (marker ? 0x80u : 0u)), state};
         }
         bool holds(std::uint16_t out) const noexcept { return tag == out / window; }
+        std::uint8_t encoding() const noexcept { return static_cast<std::uint8_t>(spatial & 0x7f); }
+        bool marker() const noexcept { return (spatial & 0x80) != 0; }
     };
     static_assert(sizeof(input_slot) == 4 && sizeof(frame_slot) == 4 && sizeof(output_slot) == 12);
     /// The numbering of one encoding. `first`..`high` is its current stretch as the
@@ -353,8 +391,10 @@ private:
         l.has_tl0 = false;
         std::fill(frames_.begin(), frames_.end(), frame_slot{});
         current_spatial_ = spatial;
+        if (started_ && svc_ != target_svc_) ++stats_.svc_switches;
         started_ = true;
-        temporal_ = target_temporal_; // a key frame: every temporal layer may start here
+        temporal_ = target_temporal_; // a key frame: every temporal and spatial layer may start here
+        svc_ = target_svc_;
         return in_order(spatial, l, p, info, true, now_us, true);
     }
 
@@ -394,9 +434,10 @@ private:
         if (!s.holds(seq) || s.state() == slot::unused) return drop(stats_.stale);
         if (s.state() != slot::reserved || !reserved_output(s.out, spatial, seq)) return drop(stats_.duplicates);
         std::uint16_t pid = 0;
-        if (media && frame_decision(l, p, info, false, false, pid) == verdict::forward) {
+        std::uint8_t svc = 0;
+        if (media && frame_decision(l, p, info, false, false, pid, svc) == verdict::forward) {
             s.set_state(slot::forwarded);
-            return forwarded(spatial, l, p, info, s.out, pid);
+            return forwarded(spatial, l, p, info, s.out, pid, svc);
         }
         s.set_state(slot::filled);
         return filled(spatial, l, p, s.out);
@@ -415,16 +456,19 @@ private:
         const std::uint16_t out = add16(seq, l.seq_offset);
         input_slot& s = input(spatial, seq);
         std::uint16_t pid = 0;
-        const verdict v = media ? frame_decision(l, p, info, true, force, pid) : verdict::temporal;
+        std::uint8_t svc = 0;
+        const verdict v = media ? frame_decision(l, p, info, true, force, pid, svc) : verdict::temporal;
         if (v != verdict::forward) {
             s = input_slot::of(seq, out, slot::dropped);
             l.seq_offset = static_cast<std::uint16_t>(l.seq_offset - 1); // takes no number
-            return drop(media ? stats_.temporal_dropped : stats_.padding_dropped);
+            return drop(!media                     ? stats_.padding_dropped
+                        : v == verdict::spatial ? stats_.spatial_dropped
+                                                : stats_.temporal_dropped);
         }
         s = input_slot::of(seq, out, slot::forwarded);
         out_high_ = out;
         has_out_ = true;
-        const layer_decision dec = forwarded(spatial, l, p, info, out, pid);
+        const layer_decision dec = forwarded(spatial, l, p, info, out, pid, svc);
         if (!has_ts_out_ || rtp::ts_newer(dec.timestamp, ts_out_high_)) ts_out_high_ = dec.timestamp;
         has_ts_out_ = true;
         last_forward_us_ = now_us;
@@ -435,18 +479,23 @@ private:
         return dec;
     }
 
-    /// Whether the packet's frame is forwarded; `pid` gets its output picture id. Frames are
-    /// told apart by picture id (else by timestamp); temporal switches happen at the first
-    /// packet of a new frame that arrives in order.
+    /// Whether the packet is forwarded: its frame (picture) by temporal layer, then the packet
+    /// by spatial layer. `pid` gets the frame's output picture id, `svc` the highest SID
+    /// allowed in it. Frames are told apart by picture id (else by timestamp); layer switches
+    /// happen at the first packet of a new frame that arrives in order.
     verdict frame_decision(layer& l, const rtp::packet_view& p, const layer_info& info,
-                           bool in_order, bool force, std::uint16_t& pid) noexcept {
+                           bool in_order, bool force, std::uint16_t& pid, std::uint8_t& svc) noexcept {
+        const auto by_sid = [&](std::uint8_t allowed) noexcept {
+            svc = allowed;
+            return info.svc_layer <= allowed ? verdict::forward : verdict::spatial;
+        };
         if (!info.has_picture_id) {
             if (in_order && (force || !l.has_ts || rtp::ts_newer(p.timestamp, l.high_ts))) {
                 if (!force) update_temporal(info);
                 l.has_ts = true;
                 l.high_ts = p.timestamp;
             }
-            return force || info.temporal <= temporal_ ? verdict::forward : verdict::temporal;
+            return force || info.temporal <= temporal_ ? by_sid(svc_) : verdict::temporal;
         }
         const std::uint16_t modulus = info.short_picture_id ? 0x80 : 0x8000;
         const std::uint16_t in_pid = static_cast<std::uint16_t>(info.picture_id & (modulus - 1));
@@ -468,7 +517,7 @@ private:
             for (int k = 1; k < dist; ++k) { // frames missing so far keep their ids
                 const std::uint16_t f = pid_add(l.high_pid, k);
                 const std::uint16_t out = pid_add(f, l.pid_offset);
-                frame(f) = frame_slot::of(f, out, temporal_, slot::reserved);
+                frame(f) = frame_slot::of(f, out, temporal_, svc_, slot::reserved);
                 pid_out_high_ = out;
                 has_pid_out_ = true;
             }
@@ -478,13 +527,13 @@ private:
             const std::uint16_t out = pid_add(ext, l.pid_offset);
             frame_slot& fs = frame(ext);
             if (force || info.temporal <= temporal_) {
-                fs = frame_slot::of(ext, out, temporal_, slot::forwarded);
+                fs = frame_slot::of(ext, out, temporal_, svc_, slot::forwarded);
                 pid_out_high_ = out;
                 has_pid_out_ = true;
                 pid = out;
-                return verdict::forward;
+                return by_sid(svc_);
             }
-            fs = frame_slot::of(ext, out, temporal_, slot::dropped);
+            fs = frame_slot::of(ext, out, temporal_, svc_, slot::dropped);
             l.pid_offset = pid_add(l.pid_offset, -1); // takes no id
             return verdict::temporal;
         }
@@ -495,22 +544,27 @@ private:
         switch (fs.state()) {
         case slot::forwarded:
             pid = fs.out;
-            return verdict::forward;
+            return by_sid(fs.svc());
         case slot::dropped:
             return verdict::temporal;
         case slot::reserved: { // its first packet to arrive: allowed then and now
             const bool ok = info.temporal <= std::min(fs.allowed(), temporal_);
-            fs.set_state(ok ? slot::forwarded : slot::dropped);
+            const std::uint8_t allowed_svc = std::min(fs.svc(), svc_);
+            fs = frame_slot::of(ext, fs.out, fs.allowed(), allowed_svc, ok ? slot::forwarded : slot::dropped);
             pid = fs.out;
-            return ok ? verdict::forward : verdict::temporal;
+            return ok ? by_sid(allowed_svc) : verdict::temporal;
         }
         default:
             return verdict::unknown;
         }
     }
 
-    /// At the start of a new frame: moves the allowed temporal layer toward the target.
+    /// At the start of a new frame: moves the allowed temporal layer toward the target, and
+    /// the allowed spatial layer (down at once, up at a key picture).
     void update_temporal(const layer_info& info) noexcept {
+        const std::uint8_t svc_before = svc_;
+        if (target_svc_ < svc_ || (info.keyframe && info.frame_start)) svc_ = target_svc_;
+        if (svc_ != svc_before) ++stats_.svc_switches;
         const std::uint8_t before = temporal_;
         if (target_temporal_ < temporal_) {
             temporal_ = target_temporal_;
@@ -523,9 +577,11 @@ private:
     }
 
     layer_decision forwarded(std::uint8_t spatial, layer& l, const rtp::packet_view& p, const layer_info& info,
-                             std::uint16_t out, std::uint16_t pid) noexcept {
+                             std::uint16_t out, std::uint16_t pid, std::uint8_t svc) noexcept {
         layer_decision d;
         d.action = layer_action::forward;
+        // The last packet of the highest layer forwarded ends what the subscriber gets of the picture.
+        d.marker = p.marker || (info.layer_end && info.svc_layer == svc);
         d.sequence = out;
         d.timestamp = p.timestamp + l.ts_offset;
         d.picture_id = info.has_picture_id ? pid : 0;
@@ -536,7 +592,8 @@ private:
             }
             d.tl0picidx = static_cast<std::uint8_t>(info.tl0picidx + l.tl0_offset);
         }
-        outputs_[out % window] = output_slot::of(d.timestamp, out, p.sequence, d.picture_id, d.tl0picidx, spatial, slot::forwarded);
+        outputs_[out % window] =
+            output_slot::of(d.timestamp, out, p.sequence, d.picture_id, d.tl0picidx, spatial, slot::forwarded, d.marker);
         ++stats_.forwarded;
         return d;
     }
@@ -560,7 +617,7 @@ private:
     bool reserved_output(std::uint16_t out, std::uint8_t spatial, std::uint16_t in) const noexcept {
         if (!has_out_ || static_cast<std::uint16_t>(out_high_ - out) >= window) return false;
         const output_slot& o = outputs_[out % window];
-        return o.holds(out) && o.state == slot::reserved && o.spatial == spatial && o.in == in;
+        return o.holds(out) && o.state == slot::reserved && o.encoding() == spatial && o.in == in;
     }
     /// A late packet of an encoding not forwarded now (or from before its switch point)
     /// whose output number was kept: filled.
@@ -581,6 +638,8 @@ private:
     std::uint8_t target_temporal_ = 0;
     std::uint8_t current_spatial_ = 0;
     std::uint8_t temporal_ = 0;
+    std::uint8_t target_svc_ = 0;
+    std::uint8_t svc_ = 0;
     bool started_ = false;
     // The output so far: newest sequence number given (forwarded or kept for a hole),
     // newest timestamp and the arrival of the last forwarded packet, newest picture id,
@@ -662,11 +721,13 @@ inline layer_info layer_info_of(std::uint8_t spatial, const rtp::vp9_descriptor&
     i.picture_id = d.picture_id;
     i.has_tl0picidx = d.has_layer_indices && !d.flexible;
     i.tl0picidx = d.tl0picidx;
+    i.svc_layer = d.has_layer_indices ? d.sid : 0;
+    i.layer_end = d.end;
     return i;
 }
 
 /// Writes the first bytes of packet `p` as forwarded under `d`: the RTP header (CSRCs and
-/// extensions included) with `ssrc` and the decision's sequence number and timestamp, then
+/// extensions included) with `ssrc` and the decision's marker, sequence number and timestamp, then
 /// the payload up to the end of the renumbered picture id / TL0PICIDX (where `layout` says
 /// they are). Returns how many bytes of `p.whole` the prefix stands for: the datagram is the
 /// prefix followed by p.whole.subspan(returned). Every byte keeps its position, so the
@@ -687,6 +748,7 @@ inline std::size_t write_rewritten_prefix(const rtp::packet_view& p, const descr
     }
     if (header < rtp::fixed_header_size || end > p.whole.size() || end > out.size()) return 0;
     std::memcpy(out.data(), p.whole.data(), end);
+    out[1] = static_cast<std::uint8_t>(d.marker ? (out[1] | 0x80) : (out[1] & 0x7f));
     rtp::store_be16(out.data() + 2, d.sequence);
     rtp::store_be32(out.data() + 4, d.timestamp);
     rtp::store_be32(out.data() + 8, ssrc);

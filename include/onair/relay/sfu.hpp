@@ -643,7 +643,9 @@ private:
         const std::size_t tseq_offset = rtp::transport_sequence_offset(p); // once for every subscriber
         if (video) {
             lp = layered_packet_of(s, p, spatial);
-            s.layers.add(lp.info.spatial, lp.info.temporal, p.whole.size(), s.last_seen);
+            // One encoding: its spatial layers (VP9 SIDs) are what is metered and chosen from.
+            s.layers.add(s.desc.video_encodings() > 1 ? lp.info.spatial : lp.info.svc_layer, lp.info.temporal,
+                         p.whole.size(), s.last_seen);
         } else {
             s.audio_rate.add(0, 0, p.whole.size(), s.last_seen);
         }
@@ -744,7 +746,7 @@ private:
         }
         case layer_action::forward: break;
         }
-        if (p.ssrc != s.desc.video_ssrc || d.sequence != p.sequence || d.timestamp != p.timestamp ||
+        if (p.ssrc != s.desc.video_ssrc || d.sequence != p.sequence || d.timestamp != p.timestamp || d.marker != p.marker ||
             (lp.info.has_picture_id && d.picture_id != lp.info.picture_id) ||
             (lp.info.has_tl0picidx && d.tl0picidx != lp.info.tl0picidx))
             sub.rewritten = true;
@@ -787,15 +789,20 @@ private:
     /// Each selecting subscriber's layers from its leg's estimate: of the encodings and
     /// their temporal layers, ordered from the lowest encoding's base layer up, the highest
     /// whose rate (with audio) fits; a higher one than the current only with a margin, a
-    /// lower one at once.
+    /// lower one at once. A stream of one encoding with spatial layers (VP9 SVC) is chosen
+    /// from the same way, its spatial layers in place of encodings, each costing its rate
+    /// and that of every layer below it (which it is forwarded with).
     void choose_layers(stream& s, clock::time_point now) {
-        const std::size_t encodings = s.desc.video_encodings();
+        const bool svc = s.desc.video_encodings() == 1 && s.layers.temporal_layers(1) > 0;
+        std::size_t encodings = s.desc.video_encodings();
+        if (svc) encodings = s.layers.temporal_layers(2) > 0 ? 3 : 2;
         std::array<std::array<std::int64_t, max_temporal_layers>, max_spatial_layers> cost{};
         std::array<std::size_t, max_spatial_layers> layers{};
         bool any = false;
         for (std::size_t e = 0; e < encodings; ++e) {
-            layers[e] = s.layers.temporal_layers(e);
-            for (std::size_t t = 0; t < layers[e]; ++t) cost[e][t] = s.layers.rate_bps(e, t, now);
+            layers[e] = s.layers.temporal_layers(svc ? 0 : e);
+            for (std::size_t t = 0; t < layers[e]; ++t)
+                cost[e][t] = s.layers.rate_bps(e, t, now) + (svc && e > 0 ? cost[e - 1][t] : 0);
             any = any || (layers[e] > 0 && cost[e][0] > 0);
         }
         if (!any) return;
@@ -803,7 +810,9 @@ private:
         for (auto& sub : s.subscribers) {
             if (!sub.selector) continue;
             const double budget = static_cast<double>(std::max<std::int64_t>(sub.leg.target_bps() - audio, 0));
-            const std::size_t cur_e = sub.selector->target_spatial(), cur_t = sub.selector->target_temporal();
+            const std::size_t cur_e = svc ? std::min<std::size_t>(sub.selector->target_svc_layer(), encodings - 1)
+                                          : sub.selector->target_spatial();
+            const std::size_t cur_t = sub.selector->target_temporal();
             // The lowest encoding's base layer is the floor, whatever the budget.
             std::size_t pick_e = 0, pick_t = 0;
             bool found = false;
@@ -821,9 +830,17 @@ private:
             }
             const bool up = pick_e > cur_e || (pick_e == cur_e && pick_t > cur_t);
             if (pick_e != cur_e || pick_t != cur_t) {
-                sub.selector->set_target(static_cast<std::uint8_t>(pick_e), static_cast<std::uint8_t>(pick_t));
+                if (svc) {
+                    sub.selector->set_target(0, static_cast<std::uint8_t>(pick_t));
+                    sub.selector->set_svc_target(static_cast<std::uint8_t>(pick_e));
+                } else {
+                    sub.selector->set_target(static_cast<std::uint8_t>(pick_e), static_cast<std::uint8_t>(pick_t));
+                }
                 ++stats_.layer_changes;
             }
+            // Simulcast: every spatial layer of the encoding chosen (none is sent).
+            if (s.desc.video_encodings() > 1 && sub.selector->target_svc_layer() == 0)
+                sub.selector->set_svc_target(max_spatial_layers);
             probe_next_layer(sub, cost, layers, encodings, pick_e, pick_t, audio, up, now);
         }
     }

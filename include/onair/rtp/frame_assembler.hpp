@@ -47,7 +47,10 @@ struct fragment_info {
     bool keyframe = false;          ///< read from the start packet only
     std::optional<std::uint8_t> temporal_layer; ///< read from the start packet only
     frame_dependency dependency{};  ///< read from the start packet only
-    int width = 0;                  ///< resolution carried by the start packet, 0 when none
+    /// Resolution carried by the start packet, 0 when none; one carried by the end packet
+    /// takes precedence (a VP9 picture of which only the lower spatial layers arrived
+    /// decodes at its last layer's size).
+    int width = 0;
     int height = 0;
 };
 
@@ -143,8 +146,15 @@ public:
             f->keyframe = fi.keyframe;
             f->temporal_layer = fi.temporal_layer;
             f->dependency = fi.dependency;
+            if (!f->size_from_end) {
+                f->width = fi.width;
+                f->height = fi.height;
+            }
+        }
+        if (fi.end && !fi.start && fi.width > 0 && fi.height > 0) {
             f->width = fi.width;
             f->height = fi.height;
+            f->size_from_end = true;
         }
         if (fi.start || !f->capture_ntp) {
             if (auto t = p.abs_capture_time()) f->capture_ntp = t;
@@ -194,6 +204,7 @@ private:
         frame_dependency dependency{};
         int width = 0;
         int height = 0;
+        bool size_from_end = false;
         std::optional<std::uint64_t> capture_ntp;
         std::vector<slot> packets; ///< sorted by seq
         std::vector<std::uint8_t> bytes; ///< data in arrival order
@@ -281,6 +292,7 @@ private:
         f.temporal_layer.reset();
         f.dependency = {};
         f.width = f.height = 0;
+        f.size_from_end = false;
         f.capture_ntp.reset();
     }
 

@@ -1,23 +1,30 @@
-// onair — the VP9 RTP payload format (RFC 9628), non-flexible mode, one spatial layer.
+// onair — the VP9 RTP payload format (RFC 9628), non-flexible mode, spatial and temporal layers.
 //
-// Every packet onair sends starts with
+// A picture is one layer frame per spatial layer (encoded_frame::spatial_layer, lowest
+// first), each packetized on its own. Every packet onair sends starts with
 //
-//     |I|P|L|F|B|E|V|Z|   I=1; P=0 on key frames, 1 otherwise; L=1; F=0; B on the first and
-//                         E on the last packet of the frame; V on a key frame's first packet
-//     |M| PICTURE ID  |   M=1: 15-bit picture id, +1 per frame
+//     |I|P|L|F|B|E|V|Z|   I=1; P=0 on key pictures (every layer of one), 1 otherwise; L=1;
+//                         F=0; B on the first and E on the last packet of the layer frame;
+//                         V on the first packet of a key picture's layer 0; Z=0
+//     |M| PICTURE ID  |   M=1: 15-bit picture id, +1 per picture (all its layers share it)
 //     | EXTENDED PID  |
 //     |TID|U| SID |D  |   TID = encoded_frame::temporal_layer, U = encoded_frame::layer_sync,
-//                         SID=0, D=0
-//     |   TL0PICIDX   |   +1 per temporal base layer (TID 0) frame
+//                         SID = encoded_frame::spatial_layer, D = encoded_frame::inter_layer
+//     |   TL0PICIDX   |   +1 per temporal base layer (TID 0) picture
 //
-// and a key frame's first packet adds the scalability structure with the resolution:
+// The RTP marker is set on the last packet of the picture's last layer frame
+// (encoded_frame::end_of_picture). A key picture's first packet adds the scalability
+// structure with every spatial layer's resolution:
 //
-//     |N_S|Y|G|0 0 0|     N_S=0 (one spatial layer), Y=1, G=0
-//     | WIDTH (16)    |
+//     |N_S|Y|G|0 0 0|     N_S = spatial layers - 1, Y=1, G=0
+//     | WIDTH (16)    |   per spatial layer, lowest first
 //     | HEIGHT (16)   |
 //
 // The parser reads the whole RFC 9628 syntax (flexible mode, reference indices, spatial
-// layers, picture group descriptions), checking every length against the payload.
+// layers, picture group descriptions), checking every length against the payload. The
+// depacketizer gives a picture from its layer 0 start to the marker, so a picture a relay
+// cut down to its lower layers (the marker then on the last one kept) is whole too; its
+// size is that of the last layer it holds.
 #pragma once
 
 #include "onair/core/error.hpp"
@@ -27,6 +34,7 @@
 #include "onair/rtp/packet.hpp"
 #include "onair/rtp/payload_concepts.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -161,9 +169,11 @@ inline bool vp9_keyframe_start(bytes_view payload) noexcept {
 }
 
 struct vp9_payload {
-    /// Descriptor bytes of every packet, and what a key frame's first packet adds.
+    /// Descriptor bytes of every packet, and what a key frame's first packet adds for one
+    /// spatial layer (each more adds 4).
     static constexpr std::size_t descriptor_size = 5;
     static constexpr std::size_t ss_size = 5;
+    static constexpr std::size_t max_spatial_layers = 3; ///< what encoded_frame describes
 
     /// Thread safety: none; one packetizer per stream.
     class packetizer {
@@ -174,33 +184,49 @@ struct vp9_payload {
         explicit packetizer(std::uint16_t first_picture_id, std::uint8_t first_tl0picidx = 0) noexcept
             : picture_id_(first_picture_id & 0x7fff), tl0picidx_(static_cast<std::uint8_t>(first_tl0picidx - 1)) {}
 
-        /// Splits `f` into packets of at most `max_payload` bytes (descriptor included),
-        /// calling emit(descriptor, data, marker) for each. Fails without emitting when the
-        /// frame is empty or max_payload cannot hold a descriptor and one byte. A key frame
-        /// of unknown size (width or height 0) gets a scalability structure without Y.
+        /// Splits `f` (a picture, or one layer frame of it) into packets of at most
+        /// `max_payload` bytes (descriptor included), calling emit(descriptor, data, marker)
+        /// for each. Fails without emitting when the frame is empty, its spatial layer is out
+        /// of range, or max_payload cannot hold a descriptor and one byte. A key frame of
+        /// unknown size (width or height 0) gets a scalability structure without Y.
         template <class Emit>
         std::error_code packetize(const encoded_frame& f, std::size_t max_payload, Emit&& emit) {
             if (f.data.empty()) return errc::bad_frame;
-            const bool resolution = f.keyframe && f.width > 0 && f.height > 0 && f.width <= 0xffff &&
-                                    f.height <= 0xffff;
-            const std::size_t first = descriptor_size + (f.keyframe ? (resolution ? ss_size : 1) : 0);
+            const std::size_t layers = std::max<std::size_t>(f.spatial_layers, 1);
+            if (layers > max_spatial_layers || f.spatial_layer >= layers) return errc::bad_frame;
+            const bool ss = f.keyframe && f.spatial_layer == 0;
+            // Every layer's size: from the encoder's list when layered, else the frame's own.
+            std::array<std::uint16_t, max_spatial_layers> w{}, h{};
+            bool resolution = true;
+            for (std::size_t i = 0; i < layers; ++i) {
+                const int fw = layers > 1 ? f.layer_width[i] : f.width, fh = layers > 1 ? f.layer_height[i] : f.height;
+                if (fw <= 0 || fh <= 0 || fw > 0xffff || fh > 0xffff) resolution = false;
+                else {
+                    w[i] = static_cast<std::uint16_t>(fw);
+                    h[i] = static_cast<std::uint16_t>(fh);
+                }
+            }
+            const std::size_t ss_bytes = ss ? 1 + (resolution ? 4 * layers : 0) : 0;
+            const std::size_t first = descriptor_size + ss_bytes;
             const fragment_plan plan(f.data.size(), max_payload, first, descriptor_size);
             if (!plan.ok()) return errc::oversized;
             const std::uint8_t tid = static_cast<std::uint8_t>(f.temporal_layer & 0x07);
-            if (tid == 0) ++tl0picidx_;
+            if (tid == 0 && f.spatial_layer == 0) ++tl0picidx_; // once per picture
             const std::uint8_t flags = static_cast<std::uint8_t>(0xa0 | (f.keyframe ? 0 : 0x40)); // I, L, P
-            std::array<std::uint8_t, descriptor_size + ss_size> d{
+            std::array<std::uint8_t, descriptor_size + 1 + 4 * max_spatial_layers> d{
                 flags,
                 static_cast<std::uint8_t>(0x80 | (picture_id_ >> 8)),
                 static_cast<std::uint8_t>(picture_id_),
-                static_cast<std::uint8_t>((tid << 5) | (f.layer_sync ? 0x10 : 0x00)), // U SID=0 D=0
+                static_cast<std::uint8_t>((tid << 5) | (f.layer_sync ? 0x10 : 0x00) | ((f.spatial_layer & 0x07) << 1) |
+                                          (f.inter_layer ? 0x01 : 0x00)), // TID U SID D
                 tl0picidx_,
-                static_cast<std::uint8_t>(resolution ? 0x10 : 0x00), // N_S=0, Y, G=0
+                static_cast<std::uint8_t>(((layers - 1) << 5) | (resolution ? 0x10 : 0x00)), // N_S, Y, G=0
             };
-            if (resolution) {
-                store_be16(&d[6], static_cast<std::uint16_t>(f.width));
-                store_be16(&d[8], static_cast<std::uint16_t>(f.height));
-            }
+            if (resolution)
+                for (std::size_t i = 0; i < layers; ++i) {
+                    store_be16(&d[6 + 4 * i], w[i]);
+                    store_be16(&d[8 + 4 * i], h[i]);
+                }
             std::size_t pos = 0;
             for (std::size_t i = 0; i < plan.count(); ++i) {
                 const bool last = i + 1 == plan.count();
@@ -208,12 +234,13 @@ struct vp9_payload {
                 std::uint8_t b0 = flags;
                 if (i == 0) b0 |= 0x08; // B
                 if (last) b0 |= 0x04;   // E
-                if (i == 0 && f.keyframe) b0 |= 0x02; // V
+                if (i == 0 && ss) b0 |= 0x02; // V
                 d[0] = b0;
-                emit(bytes_view{d.data(), i == 0 ? first : descriptor_size}, bytes_view{f.data.data() + pos, len}, last);
+                emit(bytes_view{d.data(), i == 0 ? first : descriptor_size}, bytes_view{f.data.data() + pos, len},
+                     last && f.end_of_picture);
                 pos += len;
             }
-            picture_id_ = static_cast<std::uint16_t>((picture_id_ + 1) & 0x7fff);
+            if (f.end_of_picture) picture_id_ = static_cast<std::uint16_t>((picture_id_ + 1) & 0x7fff);
             return {};
         }
 
@@ -224,8 +251,11 @@ struct vp9_payload {
         std::uint8_t tl0picidx_ = 0xff; // the first base layer frame gets 0
     };
 
-    /// Frames start at B on spatial layer 0 and end at the RTP marker (the end of the
-    /// picture, RFC 9628 §4.1). Thread safety: none; one depacketizer per stream.
+    /// Frames (pictures) start at B on spatial layer 0 and end at the RTP marker (the end of
+    /// the picture, RFC 9628 §4.1): a picture's layer frames in sequence order, which the
+    /// VP9 decoder decodes one after the other, showing the last. The last scalability
+    /// structure's sizes give its picture the size of the layer its marker packet belongs
+    /// to (the SS arriving after the marker: the top layer's). Thread safety: none; one depacketizer per stream.
     class depacketizer {
     public:
         depacketizer() = default;
@@ -246,9 +276,17 @@ struct vp9_payload {
             if (d.has_layer_indices) fi.temporal_layer = d.tid;
             fi.dependency = dependency_of(d);
             if (d.has_ss && d.has_resolution) {
-                // The picture decodes at the top spatial layer's size.
+                // The picture decodes at the top spatial layer's size, unless it ends lower.
                 fi.width = d.width[d.spatial_layers - 1u];
                 fi.height = d.height[d.spatial_layers - 1u];
+                ss_layers_ = d.spatial_layers;
+                ss_timestamp_ = p.timestamp;
+                ss_width_ = d.width;
+                ss_height_ = d.height;
+            }
+            if (p.marker && d.has_layer_indices && d.sid < ss_layers_ && p.timestamp == ss_timestamp_) {
+                fi.width = ss_width_[d.sid];
+                fi.height = ss_height_[d.sid];
             }
             assembler_.push(p, kind, fi, std::forward<Emit>(emit));
         }
@@ -259,6 +297,12 @@ struct vp9_payload {
 
     private:
         frame_assembler assembler_;
+        // The last scalability structure with resolutions (0 layers: none yet), and the
+        // timestamp of its picture (only that picture's size it tells).
+        std::uint8_t ss_layers_ = 0;
+        std::uint32_t ss_timestamp_ = 0;
+        std::array<std::uint16_t, vp9_descriptor::max_spatial_layers> ss_width_{};
+        std::array<std::uint16_t, vp9_descriptor::max_spatial_layers> ss_height_{};
     };
 };
 

@@ -448,3 +448,41 @@ TEST_CASE("send_side_bwe: send times stay exact over hours; a packet is forgotte
         CHECK(b.stats().unknown == 3);
     }
 }
+
+TEST_CASE("send_side_bwe: an over-use with a standing queue cuts from the path's recent rate, in one step") {
+    // 2 Mbps, then 600 kbps behind a 300 ms queue: by the time the over-use shows, the
+    // 500 ms window still holds the 2 Mbps from before the drop.
+    auto after_drop = [](std::chrono::microseconds standing) {
+        send_side_bwe_config c;
+        c.start_bps = 800'000;
+        c.probing = false;
+        c.standing_queue = standing;
+        loop l(c);
+        l.queue_us = 300'000;
+        l.link_bps = 2'000'000;
+        l.run(15'000'000);
+        l.link_bps = 600'000;
+        const auto overuses = l.bwe.stats().overuses;
+        while (l.bwe.stats().overuses == overuses && l.now < 17'000'000) l.run(l.now + 1'000);
+        struct result {
+            std::int64_t first_cut;
+            std::uint64_t standing;
+            std::int64_t under_650k_us; ///< from the drop until the target is under 650 kbps
+        } r{l.bwe.target_bps(), l.bwe.stats().standing_decreases, -1};
+        while (l.bwe.target_bps() >= 650'000 && l.now < 20'000'000) l.run(l.now + 1'000);
+        r.under_650k_us = l.now - 15'000'000;
+        return r;
+    };
+    const auto on = after_drop(std::chrono::microseconds{60'000});
+    const auto off = after_drop(std::chrono::seconds{10}); // no queue counts as standing
+    MESSAGE("first cut " << on.first_cut << " (standing " << on.standing << "), without " << off.first_cut << "; under 650 kbps after "
+                         << on.under_650k_us << " us, without " << off.under_650k_us);
+    CHECK(on.standing >= 1);
+    CHECK(off.standing == 0);
+    // One step to within about 20 % of 0.85 x 600 kbps (the last 150 ms of arrivals still
+    // reach back to the drop), where the long window gives about twice that.
+    CHECK(on.first_cut < 720'000);
+    CHECK(on.first_cut > 400'000);
+    CHECK(off.first_cut > 1'000'000);
+    CHECK(on.under_650k_us < off.under_650k_us);
+}

@@ -202,7 +202,7 @@ TEST_CASE("stream with a lost packet and duplicates") {
     CHECK(dp.stats().late == 1);
 }
 
-TEST_CASE("a picture with two spatial layers reports the top layer's resolution") {
+TEST_CASE("a picture that ends on the lower of two spatial layers reports that layer's resolution") {
     const bytes payload{
         0x2e,                   // 0010 1110: L=1 B=1 E=1 V=1 (P=0: key frame)
         0x00, 0x00,             // TID=0 SID=0, TL0PICIDX 0
@@ -219,9 +219,162 @@ TEST_CASE("a picture with two spatial layers reports the top layer's resolution"
     const auto frames = push_all(dp, {wire});
     REQUIRE(frames.size() == 1);
     CHECK(frames[0].keyframe);
-    CHECK(frames[0].width == 640);
-    CHECK(frames[0].height == 360);
+    // The marker on layer 0: the picture holds that layer only (a relay kept no more).
+    CHECK(frames[0].width == 320);
+    CHECK(frames[0].height == 180);
     CHECK(frames[0].data == bytes{0x77});
+}
+
+namespace {
+/// One picture of `layers` spatial layers (sizes 160x90 doubling up), as the encoder gives it.
+std::vector<encoded_frame> svc_picture(bool key, std::uint32_t ts, std::uint8_t tid, int layers, std::uint32_t seed) {
+    std::vector<encoded_frame> out;
+    for (int s = 0; s < layers; ++s) {
+        auto f = vp9_frame(key, ts, 1500 + 1000 * static_cast<std::size_t>(s), seed * 10 + static_cast<std::uint32_t>(s),
+                           160 << s, 90 << s);
+        f.temporal_layer = key ? 0 : tid;
+        f.spatial_layer = static_cast<std::uint8_t>(s);
+        f.spatial_layers = static_cast<std::uint8_t>(layers);
+        f.inter_layer = key && s > 0;
+        f.end_of_picture = s + 1 == layers;
+        for (int k = 0; k < layers; ++k) {
+            f.layer_width[static_cast<std::size_t>(k)] = static_cast<std::uint16_t>(160 << k);
+            f.layer_height[static_cast<std::size_t>(k)] = static_cast<std::uint16_t>(90 << k);
+        }
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+bytes concat(const std::vector<encoded_frame>& layers, int up_to) {
+    bytes b;
+    for (const auto& l : layers)
+        if (l.spatial_layer <= up_to) b.insert(b.end(), l.data.begin(), l.data.end());
+    return b;
+}
+} // namespace
+
+TEST_CASE("three spatial layers: SID, D, B/E per layer frame, marker at the picture's end, SS with every size") {
+    vp9_payload::packetizer pk(0x1234, 7);
+    sender s;
+    std::vector<datagram> wire;
+    std::vector<std::vector<encoded_frame>> pics;
+    static constexpr std::uint8_t tids[] = {0, 2, 1, 2, 0};
+    for (std::uint32_t i = 0; i < 5; ++i) {
+        pics.push_back(svc_picture(i == 0, 1000 + i * 3000, tids[i], 3, i));
+        for (const auto& f : pics.back()) append(wire, s.packetize(pk, f));
+    }
+    // Every packet's descriptor against the layer frame it came from.
+    std::size_t k = 0;
+    for (std::uint32_t i = 0; i < 5; ++i) {
+        for (const auto& f : pics[i]) {
+            INFO("picture " << i << " layer " << int(f.spatial_layer));
+            const bool key = i == 0;
+            std::size_t data = 0;
+            bool first = true;
+            while (data < f.data.size()) {
+                REQUIRE(k < wire.size());
+                packet_view pv;
+                REQUIRE_FALSE(parse(wire[k++], pv));
+                vp9_descriptor d;
+                REQUIRE_FALSE(parse_vp9_descriptor(pv.payload, d));
+                data += pv.payload.size() - d.size;
+                const bool last = data == f.data.size();
+                CHECK(d.begin == first);
+                CHECK(d.end == last);
+                CHECK(d.sid == f.spatial_layer);
+                CHECK(d.inter_layer == (key && f.spatial_layer > 0));
+                CHECK(d.inter_picture == !key);
+                CHECK(d.tid == tids[i]);
+                CHECK(d.picture_id == 0x1234 + i); // one id for every layer of a picture
+                CHECK(d.tl0picidx == static_cast<std::uint8_t>(7 + (i >= 4 ? 1 : 0)));
+                CHECK(pv.timestamp == 1000 + i * 3000);
+                CHECK(pv.marker == (last && f.spatial_layer == 2));
+                CHECK(d.has_ss == (first && key && f.spatial_layer == 0));
+                CHECK(d.starts_frame() == (first && f.spatial_layer == 0));
+                if (d.has_ss) {
+                    CHECK(d.spatial_layers == 3);
+                    REQUIRE(d.has_resolution);
+                    CHECK(d.width[0] == 160);
+                    CHECK(d.height[0] == 90);
+                    CHECK(d.width[1] == 320);
+                    CHECK(d.height[1] == 180);
+                    CHECK(d.width[2] == 640);
+                    CHECK(d.height[2] == 360);
+                    CHECK(d.size == vp9_payload::descriptor_size + 1 + 12);
+                    CHECK(vp9_keyframe_start(pv.payload));
+                }
+                first = false;
+            }
+        }
+    }
+    CHECK(k == wire.size());
+    CHECK(pk.next_picture_id() == 0x1234 + 5);
+
+    SUBCASE("the whole stream: one frame per picture, its layers in order, the top size on the key picture") {
+        vp9_payload::depacketizer dp;
+        const auto frames = push_all(dp, wire);
+        REQUIRE(frames.size() == 5);
+        for (std::size_t i = 0; i < 5; ++i) {
+            CHECK(frames[i].data == concat(pics[i], 2));
+            CHECK(frames[i].keyframe == (i == 0));
+            CHECK(frames[i].temporal_layer == tids[i]);
+            CHECK(frames[i].dependency.picture_id == 0x1234 + i);
+        }
+        CHECK(frames[0].width == 640);
+        CHECK(frames[0].height == 360);
+    }
+    SUBCASE("cut to the lower layers as a relay forwards them: the marker on the kept layer's end") {
+        for (const int top : {0, 1}) {
+            INFO("up to layer " << top);
+            std::vector<datagram> cut;
+            for (const auto& dg : wire) {
+                packet_view pv;
+                REQUIRE_FALSE(parse(dg, pv));
+                vp9_descriptor d;
+                REQUIRE_FALSE(parse_vp9_descriptor(pv.payload, d));
+                if (d.sid > top) continue;
+                datagram c = dg;
+                if (d.sid == top && d.end) c[1] = static_cast<std::uint8_t>(c[1] | 0x80);
+                cut.push_back(c);
+            }
+            vp9_payload::depacketizer dp;
+            const auto frames = push_all(dp, cut);
+            REQUIRE(frames.size() == 5);
+            for (std::size_t i = 0; i < 5; ++i) CHECK(frames[i].data == concat(pics[i], top));
+            CHECK(frames[0].width == 160 << top);
+            CHECK(frames[0].height == 90 << top);
+        }
+    }
+    SUBCASE("without the marker packet a picture is incomplete") {
+        auto lossy = wire;
+        std::size_t last_of_first = 0;
+        for (std::size_t j = 0; j < lossy.size(); ++j) {
+            packet_view pv;
+            REQUIRE_FALSE(parse(lossy[j], pv));
+            if (pv.timestamp == 1000 && pv.marker) last_of_first = j;
+        }
+        lossy.erase(lossy.begin() + static_cast<std::ptrdiff_t>(last_of_first));
+        vp9_payload::depacketizer dp;
+        const auto frames = push_all(dp, lossy);
+        REQUIRE(frames.size() == 4);
+        CHECK(frames[0].rtp_timestamp == 4000);
+    }
+}
+
+TEST_CASE("spatial layer fields out of range are refused") {
+    vp9_payload::packetizer pk;
+    int packets = 0;
+    const auto count = [&](bytes_view, bytes_view, bool) { ++packets; };
+    auto f = vp9_frame(true, 0, 100, 1);
+    f.spatial_layers = 4;
+    CHECK(pk.packetize(f, max_payload_size, count) == errc::bad_frame);
+    f.spatial_layers = 2;
+    f.spatial_layer = 2;
+    CHECK(pk.packetize(f, max_payload_size, count) == errc::bad_frame);
+    CHECK(packets == 0);
+    f.spatial_layer = 1;
+    CHECK_FALSE(pk.packetize(f, max_payload_size, count));
+    CHECK(packets == 1);
 }
 
 TEST_CASE("malformed descriptors are counted and dropped") {

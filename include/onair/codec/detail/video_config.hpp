@@ -26,6 +26,13 @@ struct video_config {
     /// lower layers only, so a relay may drop every frame above a layer and the rest still
     /// decodes. The bitrate is split 60/40 (2 layers) or 40/20/40 (3 layers) by layer.
     int temporal_layers = 1;
+    /// Spatial layers (1..3; VP9 only): one stream of the picture at 1/4, 1/2 and full size
+    /// (2 layers: 1/2 and full), each layer frame its own encoded_frame. Inter-layer
+    /// prediction on key pictures only, so a relay may drop every layer above a given one
+    /// (and the layer's temporal layers above a TID) and the rest still decodes. The bitrate
+    /// is split 30/70 (2 layers) or 10/25/65 (3 layers) by spatial layer, each spatial
+    /// layer's share by temporal layer as above.
+    int spatial_layers = 1;
 };
 
 } // namespace onair::codec

@@ -19,6 +19,26 @@
 // keyframes only and never read. Frames above TL0 leave the entropy context alone, so what
 // survives dropping every layer above k (k = 0, 1) decodes exactly as the encoder expects.
 // Keyframes, requested or periodic, restart the pattern at frame 0.
+//
+// Spatial layers (video_config::spatial_layers 2 or 3; VP9) are libvpx's one-pass SVC: the
+// picture at 1/4, 1/2 and full size (1/2 and full for two), one rate controller per
+// (spatial, temporal) layer, and libvpx's own temporal patterns (0,1 and 0,2,1,2: the same
+// layers as above, which BYPASS cannot give several spatial layers without a reference
+// configuration of our own per frame). Inter-layer prediction is on for key pictures only
+// (VP9E_SET_SVC_INTER_LAYER_PRED 2, "k-SVC"): a key picture's upper layers are predicted from
+// the layer below, every later layer frame from earlier frames of its own layer only. So the
+// lower layers never depend on the upper ones (a relay may drop them at any picture), an
+// upper layer costs only its own delta bits, not a correction of the layer below at every
+// frame, and a layer can be joined only at a key picture. Full inter-layer prediction would
+// save some bits on the upper layers at the price of making them depend on every lower
+// layer frame, so one lost base layer packet would break every layer above it too. A
+// picture is dropped whole or not at all (FULL_SUPERFRAME_DROP), so every picture has every
+// layer and the top layer's last packet ends it. libvpx 1.12 hands each picture out as one
+// superframe (its layer frames and an index); the encoder splits it at the index and emits
+// one encoded_frame per layer frame, lowest first, with its spatial id and size. Every layer
+// frame is a shown frame: a decoder fed the layer frames up to k renders layer k. The layer
+// sync (U), inter-layer (D) and non-reference flags are derived from the buffers each layer
+// frame reads and refreshes (VP9E_GET_SVC_REF_FRAME_CONFIG), not assumed from the pattern.
 #pragma once
 
 #include "onair/codec/detail/video_config.hpp"
@@ -32,6 +52,7 @@
 #include <vpx/vpx_encoder.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -110,10 +131,76 @@ inline void set_layer_bitrates(vpx_codec_enc_cfg_t& cfg, int layers, unsigned kb
     }
 }
 
+/// Cumulative share of the bitrate up to each spatial layer, percent (the top layer has 4x
+/// the pixels of the one below and gets most of the rate; the lowest is small but has the
+/// most bits per pixel).
+inline constexpr unsigned two_spatial_share[] = {30, 100};
+inline constexpr unsigned three_spatial_share[] = {10, 35, 100};
+
+/// Sets libvpx's SVC targets (kbps) for `kbps` in total: layer_target_bitrate[s * T + t] is
+/// spatial layer s with its temporal layers up to t (cumulative over t, not over s), each
+/// spatial layer's temporal split as in set_layer_bitrates.
+inline void set_svc_bitrates(vpx_codec_enc_cfg_t& cfg, int spatial, int temporal, unsigned kbps) noexcept {
+    const std::span<const unsigned> sshare = spatial == 3 ? std::span<const unsigned>{three_spatial_share}
+                                                          : std::span<const unsigned>{two_spatial_share};
+    const std::span<const unsigned> tshare = temporal == 3   ? std::span<const unsigned>{three_layer_share}
+                                             : temporal == 2 ? std::span<const unsigned>{two_layer_share}
+                                                             : std::span<const unsigned>{};
+    unsigned below = 0, total = 0;
+    for (std::size_t sl = 0; sl < sshare.size(); ++sl) {
+        const auto upto = static_cast<unsigned>(static_cast<std::uint64_t>(kbps) * sshare[sl] / 100u);
+        const unsigned layer = std::max(upto - std::min(upto, below), static_cast<unsigned>(temporal) + 1u);
+        below = upto;
+        unsigned prev = 0;
+        for (int tl = 0; tl < temporal; ++tl) {
+            const unsigned target =
+                tshare.empty() ? layer : static_cast<unsigned>(static_cast<std::uint64_t>(layer) * tshare[static_cast<std::size_t>(tl)] / 100u);
+            prev = std::max(target, prev + 1);
+            cfg.layer_target_bitrate[sl * static_cast<std::size_t>(temporal) + static_cast<std::size_t>(tl)] = prev;
+        }
+        total += prev;
+    }
+    cfg.rc_target_bitrate = total;
+}
+
+/// The layer frames of a VP9 superframe (the index at its end, VP9 bitstream spec annex B),
+/// without the index; one frame when there is no index. Returns how many, 0 when the index
+/// does not describe `data`.
+inline std::size_t split_superframe(std::span<const std::uint8_t> data,
+                                    std::array<std::span<const std::uint8_t>, 8>& frames) noexcept {
+    if (data.empty()) return 0;
+    const std::uint8_t marker = data.back();
+    if ((marker & 0xe0) != 0xc0) {
+        frames[0] = data;
+        return 1;
+    }
+    const std::size_t count = (marker & 0x07u) + 1u;
+    const std::size_t mag = ((marker >> 3) & 0x03u) + 1u;
+    const std::size_t index = 2 + mag * count;
+    if (data.size() < index || data[data.size() - index] != marker) {
+        frames[0] = data; // an index's marker byte ends a frame by chance
+        return 1;
+    }
+    const std::size_t payload = data.size() - index;
+    const std::uint8_t* q = data.data() + payload + 1;
+    std::size_t pos = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        std::size_t size = 0;
+        for (std::size_t b = 0; b < mag; ++b) size |= std::size_t{q[b]} << (8 * b);
+        q += mag;
+        if (size == 0 || size > payload - pos) return 0;
+        frames[i] = data.subspan(pos, size);
+        pos += size;
+    }
+    return pos == payload ? count : 0;
+}
+
 /// @tparam Traits supplies `iface()`, `dx_iface()`, `default_speed`, `undershoot_pct`, `overshoot_pct`,
 ///   `apply_controls(ctx, config) -> bool`, and for temporal layers
 ///   `enable_temporal_layers(ctx, cfg) -> bool` (once after init) and
-///   `set_temporal_layer(ctx, layer) -> bool` (before each frame).
+///   `set_temporal_layer(ctx, layer) -> bool` (before each frame); `max_spatial_layers`, and
+///   when it is above 1 `enable_spatial_layers(ctx, cfg, config) -> bool` (once after init)
+///   and `svc_layers(ctx, layer_id, ref_config) -> bool` (after each frame).
 /// Thread safety: encode() and open() from one thread; set_bitrate() and request_keyframe()
 /// may be called from any thread (they take effect on the next encode()).
 template <class Traits>
@@ -133,7 +220,10 @@ public:
         ctx_.reset();
         if (c.width <= 0 || c.height <= 0 || c.width > 16384 || c.height > 16384 || c.fps <= 0 ||
             c.bitrate_kbps <= 0 || c.threads < 1 || c.max_quantizer < c.min_quantizer || c.temporal_layers < 1 ||
-            c.temporal_layers > 3)
+            c.temporal_layers > 3 || c.spatial_layers < 1 || c.spatial_layers > Traits::max_spatial_layers)
+            return errc::codec_init_failed;
+        // The lowest layer must keep a picture libvpx can code (at least 16x16).
+        if (c.spatial_layers > 1 && (std::min(c.width, c.height) >> (c.spatial_layers - 1)) < 16)
             return errc::codec_init_failed;
         config_ = c;
         if (vpx_codec_enc_config_default(Traits::iface(), &cfg_, 0) != VPX_CODEC_OK) return errc::codec_init_failed;
@@ -162,8 +252,31 @@ public:
         } else {
             cfg_.kf_mode = VPX_KF_DISABLED; // the first frame is still a keyframe
         }
-        pattern_ = temporal_pattern(c.temporal_layers);
+        pattern_ = c.spatial_layers > 1 ? std::span<const temporal_step>{} : temporal_pattern(c.temporal_layers);
         keyframe_every_ = 0;
+        svc_ = c.spatial_layers > 1;
+        if (svc_) {
+            // libvpx's temporal patterns (it restarts them at key frames, periodic ones
+            // included) and its periodic key frames.
+            static constexpr unsigned ids2[] = {0, 1};
+            static constexpr unsigned ids3[] = {0, 2, 1, 2};
+            cfg_.ss_number_layers = static_cast<unsigned>(c.spatial_layers);
+            cfg_.ts_number_layers = static_cast<unsigned>(c.temporal_layers);
+            cfg_.temporal_layering_mode = c.temporal_layers == 3   ? VP9E_TEMPORAL_LAYERING_MODE_0212
+                                          : c.temporal_layers == 2 ? VP9E_TEMPORAL_LAYERING_MODE_0101
+                                                                   : VP9E_TEMPORAL_LAYERING_MODE_NOLAYERING;
+            const std::span<const unsigned> ids = c.temporal_layers == 3   ? std::span<const unsigned>{ids3}
+                                                  : c.temporal_layers == 2 ? std::span<const unsigned>{ids2}
+                                                                           : std::span<const unsigned>{};
+            cfg_.ts_periodicity = static_cast<unsigned>(std::max<std::size_t>(ids.size(), 1));
+            for (std::size_t i = 0; i < ids.size(); ++i) cfg_.ts_layer_id[i] = ids[i];
+            for (int tl = 0; tl < c.temporal_layers; ++tl)
+                cfg_.ts_rate_decimator[tl] = 1u << (c.temporal_layers - 1 - tl);
+            cfg_.rc_resize_allowed = 0; // each layer has its fixed size
+            set_svc_bitrates(cfg_, c.spatial_layers, c.temporal_layers, cfg_.rc_target_bitrate);
+            writers_.fill(buffer_writer{});
+            picture_ = 0;
+        }
         if (!pattern_.empty()) {
             cfg_.ts_number_layers = static_cast<unsigned>(c.temporal_layers);
             cfg_.ts_periodicity = static_cast<unsigned>(pattern_.size());
@@ -187,6 +300,8 @@ public:
         if (vpx_codec_control(ctx.get(), VP8E_SET_CPUUSED, speed) != VPX_CODEC_OK) return errc::codec_init_failed;
         if (!Traits::apply_controls(ctx.get(), c)) return errc::codec_init_failed;
         if (!pattern_.empty() && !Traits::enable_temporal_layers(ctx.get(), cfg_)) return errc::codec_init_failed;
+        if constexpr (Traits::max_spatial_layers > 1)
+            if (svc_ && !Traits::enable_spatial_layers(ctx.get(), cfg_, c)) return errc::codec_init_failed;
         ctx_ = std::move(ctx);
         pending_kbps_.store(0, std::memory_order_relaxed);
         force_kf_.store(false, std::memory_order_relaxed);
@@ -218,6 +333,7 @@ public:
         if (const int kbps = pending_kbps_.exchange(0, std::memory_order_relaxed); kbps > 0) {
             cfg_.rc_target_bitrate = static_cast<unsigned>(kbps);
             if (!pattern_.empty()) set_layer_bitrates(cfg_, config_.temporal_layers, cfg_.rc_target_bitrate);
+            if (svc_) set_svc_bitrates(cfg_, config_.spatial_layers, config_.temporal_layers, cfg_.rc_target_bitrate);
             if (vpx_codec_enc_config_set(ctx_.get(), &cfg_) != VPX_CODEC_OK) return errc::codec_failed;
         }
         vpx_image_t img;
@@ -263,6 +379,8 @@ public:
             step_ = (step_ + 1) % pattern_.size(); // a frame rate control drops still takes its slot
             ++since_keyframe_;
         }
+        if constexpr (Traits::max_spatial_layers > 1)
+            if (svc_) return emit_layers(f, std::forward<Emit>(emit));
         vpx_codec_iter_t iter = nullptr;
         while (const vpx_codec_cx_pkt_t* pkt = vpx_codec_get_cx_data(ctx_.get(), &iter)) {
             if (pkt->kind != VPX_CODEC_CX_FRAME_PKT) continue;
@@ -293,6 +411,79 @@ public:
     }
 
 private:
+    /// Which layer frame last refreshed a reference buffer (spatial -1: none yet).
+    struct buffer_writer {
+        int spatial = -1;
+        int temporal = 0;
+        std::uint64_t picture = 0;
+    };
+
+    /// SVC: splits the picture libvpx made into its layer frames and emits each, lowest first.
+    template <class Emit>
+    std::error_code emit_layers(const video_frame& f, Emit&& emit) {
+        vpx_codec_iter_t iter = nullptr;
+        while (const vpx_codec_cx_pkt_t* pkt = vpx_codec_get_cx_data(ctx_.get(), &iter)) {
+            if (pkt->kind != VPX_CODEC_CX_FRAME_PKT) continue;
+            vpx_svc_layer_id_t id{};
+            vpx_svc_ref_frame_config_t refs{};
+            if (!Traits::svc_layers(ctx_.get(), id, refs)) return errc::codec_failed;
+            const auto* p = static_cast<const std::uint8_t*>(pkt->data.frame.buf);
+            std::array<std::span<const std::uint8_t>, 8> parts;
+            const std::size_t count = split_superframe({p, pkt->data.frame.sz}, parts);
+            const auto layers = static_cast<std::size_t>(config_.spatial_layers);
+            std::array<int, 3> sid{};
+            std::size_t encoded = 0;
+            for (std::size_t sl = 0; sl < layers; ++sl)
+                if (pkt->data.frame.spatial_layer_encoded[sl] && encoded < sid.size()) sid[encoded++] = static_cast<int>(sl);
+            if (count == 0 || count != encoded) return errc::codec_failed; // not the layers libvpx said it made
+            const bool key = (pkt->data.frame.flags & VPX_FRAME_IS_KEY) != 0;
+            const int tid = std::clamp(id.temporal_layer_id, 0, 7);
+            ++picture_;
+            if (key) writers_.fill(buffer_writer{0, 0, picture_}); // a key frame refreshes every buffer
+            for (std::size_t i = 0; i < count; ++i) {
+                const int s = sid[i];
+                encoded_frame out;
+                out.kind = media_kind::video;
+                out.keyframe = key;
+                out.spatial_layer = static_cast<std::uint8_t>(s);
+                out.spatial_layers = static_cast<std::uint8_t>(layers);
+                out.end_of_picture = i + 1 == count;
+                // The buffers this layer frame reads: frames of this picture (inter-layer
+                // prediction) or of earlier pictures (temporal prediction).
+                const int read[] = {refs.reference_last[s] ? refs.lst_fb_idx[s] : -1,
+                                    refs.reference_golden[s] ? refs.gld_fb_idx[s] : -1,
+                                    refs.reference_alt_ref[s] ? refs.alt_fb_idx[s] : -1};
+                bool inter_layer = false, from_lower_tl = true;
+                for (const int b : read) {
+                    if (b < 0 || b >= static_cast<int>(writers_.size())) continue;
+                    const buffer_writer& w = writers_[static_cast<std::size_t>(b)];
+                    if (w.picture == picture_ && w.spatial < s) inter_layer = true;
+                    else if (w.temporal >= tid) from_lower_tl = false;
+                }
+                const unsigned updates = static_cast<unsigned>(refs.update_buffer_slot[s]) & 0xffu;
+                if (!(key && s == 0)) {
+                    out.temporal_layer = static_cast<std::uint8_t>(tid);
+                    out.inter_layer = inter_layer;
+                    out.layer_sync = tid > 0 && from_lower_tl;
+                    out.non_reference = updates == 0;
+                }
+                for (std::size_t b = 0; b < writers_.size(); ++b)
+                    if (updates & (1u << b)) writers_[b] = buffer_writer{s, tid, picture_};
+                out.rtp_timestamp = rtp_timestamp_90k(f.capture_time);
+                out.capture_time = f.capture_time;
+                out.width = static_cast<int>(pkt->data.frame.width[s]);
+                out.height = static_cast<int>(pkt->data.frame.height[s]);
+                for (std::size_t sl = 0; sl < layers; ++sl) {
+                    out.layer_width[sl] = static_cast<std::uint16_t>(std::min(pkt->data.frame.width[sl], 0xffffu));
+                    out.layer_height[sl] = static_cast<std::uint16_t>(std::min(pkt->data.frame.height[sl], 0xffffu));
+                }
+                out.data.assign(parts[i].begin(), parts[i].end());
+                emit(std::move(out));
+            }
+        }
+        return {};
+    }
+
     void move_from(vpx_encoder& o) noexcept {
         ctx_ = std::move(o.ctx_);
         config_ = o.config_;
@@ -306,6 +497,9 @@ private:
         keyframe_every_ = o.keyframe_every_;
         step_ = o.step_;
         since_keyframe_ = o.since_keyframe_;
+        svc_ = o.svc_;
+        writers_ = o.writers_;
+        picture_ = o.picture_;
     }
 
     vpx_ctx_ptr ctx_;
@@ -320,6 +514,9 @@ private:
     unsigned keyframe_every_ = 0;            ///< frames between periodic keyframes when layered; 0 = none
     std::size_t step_ = 0;                   ///< pattern_ index of the next frame
     unsigned since_keyframe_ = 0;            ///< frames encoded since the last keyframe (layered)
+    bool svc_ = false;                       ///< spatial layers (libvpx's SVC patterns)
+    std::array<buffer_writer, 8> writers_{}; ///< SVC: the writer of each reference buffer
+    std::uint64_t picture_ = 0;              ///< SVC: pictures encoded
 };
 
 /// Decodes VP8/VP9 into tightly packed I420 frames.
