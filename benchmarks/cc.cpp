@@ -111,7 +111,12 @@ double percentile(std::vector<double> v, double p) {
     return v[std::min(v.size() - 1, static_cast<std::size_t>(p / 100 * static_cast<double>(v.size())))];
 }
 
-std::vector<phase_result> run(const scenario& sc, std::uint64_t seed, bool verbose, double periodic_probe_s, std::int64_t trace_us = 0) {
+struct probe_options {
+    double periodic_s = 2;
+    double gain = 1.5;
+};
+
+std::vector<phase_result> run(const scenario& sc, std::uint64_t seed, bool verbose, const probe_options& probe, std::int64_t trace_us = 0) {
     transport::direction_config link;
     link.delay = std::chrono::microseconds(one_way_us);
     link.queue = 300ms;
@@ -123,7 +128,8 @@ std::vector<phase_result> run(const scenario& sc, std::uint64_t seed, bool verbo
     cfg.bwe.start_bps = 300'000;
     cfg.bwe.min_bps = 50'000;
     cfg.bwe.max_bps = 10'000'000;
-    cfg.bwe.periodic_probe = std::chrono::microseconds(static_cast<std::int64_t>(periodic_probe_s * 1e6));
+    cfg.bwe.periodic_probe = std::chrono::microseconds(static_cast<std::int64_t>(probe.periodic_s * 1e6));
+    cfg.bwe.periodic_probe_gain = probe.gain;
     std::vector<std::unique_ptr<flow>> flows;
     for (std::size_t i = 0; i < sc.joins.size(); ++i)
         flows.push_back(std::make_unique<flow>(cfg, static_cast<std::uint32_t>(0x1000 + i * 16 + seed),
@@ -315,13 +321,17 @@ int main(int argc, char** argv) {
                                      {{"only", "NAME", "run only case NAME (5.1, 5.2, 5.4 or fanout)"},
                                       {"fanout-seconds", "S", "length of each fan-out run, real time (default 20)"},
                                       {"seed", "N", "seed of the bottleneck and the model encoders (default 1)"},
-                                      {"periodic-probe", "S", "probe at twice the target after S seconds without over-use (default 0: off)"},
+                                      {"periodic-probe", "S", "probe after S seconds without over-use or probe (default: the estimator's, 2; 0: off)"},
+                                      {"probe-gain", "G", "a periodic probe asks for G times the target (default: the estimator's, 1.5)"},
                                       {"verbose", "", "print every flow's target once a simulated second"},
                                       {"trace-ms", "MS", "print every flow's estimator state every MS simulated milliseconds"}});
     return onair_examples::guarded_main(cli, argc, argv, [&]() -> int {
         const auto seed = cli.number<std::uint64_t>("seed", 1, 0, ~std::uint64_t{0});
         const std::string only = cli.get("only");
-        const double periodic = cli.number<double>("periodic-probe", 0, 0, 60);
+        probe_options probe;
+        const qos::send_side_bwe_config defaults;
+        probe.periodic_s = cli.number<double>("periodic-probe", static_cast<double>(defaults.periodic_probe.count()) / 1e6, 0, 60);
+        probe.gain = cli.number<double>("probe-gain", defaults.periodic_probe_gain, 1.05, 8);
         const auto trace_ms = cli.number<std::int64_t>("trace-ms", 0, 0, 60'000);
         auto s = [](double sec) { return std::chrono::microseconds(static_cast<std::int64_t>(sec * 1e6)); };
         const std::vector<scenario> cases{
@@ -338,7 +348,7 @@ int main(int argc, char** argv) {
         for (const auto& c : cases) {
             if (!only.empty() && only != c.name) continue;
             any = true;
-            for (const auto& r : run(c, seed, cli.has("verbose"), periodic, trace_ms * 1000)) {
+            for (const auto& r : run(c, seed, cli.has("verbose"), probe, trace_ms * 1000)) {
                 char reach[32] = "", drain[32] = "", fair[32] = "";
                 if (r.reach_s >= 0) std::snprintf(reach, sizeof reach, "%.1f s", r.reach_s);
                 else if (r.drain_s < 0 && r.fairness < 0 && r.capacity_kbps > 0) std::snprintf(reach, sizeof reach, "-");

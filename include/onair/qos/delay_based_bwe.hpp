@@ -281,7 +281,9 @@ public:
     }
 
     /// One detector output; `acked_bps`: the throughput acknowledged now (0: unknown).
-    std::int64_t update(bandwidth_usage usage, std::int64_t acked_bps, std::int64_t now_us) noexcept {
+    /// `urgent`: an over-use that may decrease again within a round trip (a standing queue);
+    /// `beta`: the decrease factor for this one (0: the configured one).
+    std::int64_t update(bandwidth_usage usage, std::int64_t acked_bps, std::int64_t now_us, bool urgent = false, double beta = 0) noexcept {
         if (!valid_) return rate_;
         switch (usage) { // the state machine: overuse always decreases, underuse holds
         case bandwidth_usage::normal:
@@ -314,9 +316,19 @@ public:
             break;
         }
         case state::decrease: {
+            // One decrease per round trip (10-200 ms), unless what gets through is under
+            // half the estimate: every detector update of one congestion episode is an
+            // overuse, and the throughput it is cut from has not seen the last cut yet.
+            const std::int64_t interval = std::clamp<std::int64_t>(rtt_us_, 10'000, 200'000);
+            if (!urgent && now_us - last_decrease_us_ < interval && !(acked > 0 && acked < 0.5 * next)) {
+                state_ = state::hold;
+                break;
+            }
+            last_decrease_us_ = now_us;
             if (acked > 0) {
-                double d = cfg_.beta * acked;
-                if (d > next && cap_ >= 0) d = cfg_.beta * cap_;
+                const double b = beta > 0 ? beta : cfg_.beta;
+                double d = b * acked;
+                if (d > next && cap_ >= 0) d = b * cap_;
                 if (d < next) next = d;
                 learn_capacity(acked);
             } else {
@@ -367,6 +379,7 @@ private:
     state state_ = state::hold;
     std::int64_t last_change_us_ = 0;
     std::int64_t rtt_us_ = 200'000;
+    std::int64_t last_decrease_us_ = INT64_MIN / 2;
     double cap_ = -1, cap_var_ = 0;
     std::uint64_t decreases_ = 0;
 };

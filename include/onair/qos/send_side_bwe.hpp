@@ -81,15 +81,30 @@ struct send_side_bwe_config {
     /// close enough and comes sooner, and waiting let a large probe overfill the queue on
     /// the RFC 8867 ramp (docs/benchmarks.md).
     bool probe_whole_cluster = false;
-    /// While no over-use was seen for this long (and no probe for as long), a probe at twice
-    /// the target checks for capacity the additive increase would take many seconds to find.
-    /// 0 = off (the default: on the RFC 8867 cases it halves some ramp-up times but raises
-    /// p95 queuing delay over 100 ms in three phases; see docs/benchmarks.md).
-    std::chrono::microseconds periodic_probe{0};
+    /// While no over-use was seen for this long (and no probe for as long), a periodic probe
+    /// checks for capacity the additive increase near the learned capacity would take many
+    /// seconds to find (0 = off). It asks for the target times periodic_probe_gain and is
+    /// taken only if the path carried it as sent (arrivals at least 95 % of the rate sent):
+    /// a probe into a full path, shared or not, changes nothing, so it takes no share from
+    /// other flows. While probes are carried, the next asks for gain times more; the first
+    /// that is not ends the chain at 90 % of what got through (the path had room, and that
+    /// reading is its rate). See docs/benchmarks.md, "Congestion control".
+    std::chrono::microseconds periodic_probe{2'000'000};
+    double periodic_probe_gain = 1.5;
+    /// How long a periodic probe lasts at least: longer than a start-up probe's 15 ms, to
+    /// read over the other flows' frame bursts (30 fps: 33 ms apart).
+    std::chrono::microseconds periodic_probe_duration{45'000};
     /// An over-use seen with more queuing delay than this (the newest acknowledged packet's
     /// one-way delay over the least of the last 5-10 s) is a standing queue: the decrease
-    /// then starts from the rate of the last 150 ms of arrivals, the path's own.
+    /// then starts from the rate of the last 150 ms of arrivals, the path's own, and cuts
+    /// deeper the longer the queue (below), and is not held back by the one-decrease-per-
+    /// round-trip rule.
     std::chrono::microseconds standing_queue{60'000};
+    /// Over a standing queue the decrease factor is 0.85 less this much per second of queue
+    /// beyond standing_queue, down to standing_beta_min: a 300 ms queue then drains in about
+    /// a second instead of two (0.85 of the path's rate empties it at 15 % a second).
+    double standing_beta_per_s = 3.0;
+    double standing_beta_min = 0.5;
 };
 
 struct send_side_bwe_stats {
@@ -115,6 +130,7 @@ struct send_side_bwe_stats {
     std::uint64_t probe_results = 0; ///< clusters that produced a valid estimate
     std::uint64_t probes_requested = 0; ///< of probes_started, asked for by request_probe
     std::uint64_t probe_lowered = 0;    ///< requested probes that showed the estimate above the path
+    std::uint64_t probes_saturated = 0; ///< periodic probes that found no spare capacity (left unused)
     std::uint64_t standing_decreases = 0; ///< of overuses, those cut from the recent rate (a standing queue)
     std::int64_t queue_delay_us = 0;    ///< one-way delay of the newest acknowledged packet over the least seen
 };
@@ -184,8 +200,10 @@ public:
         const std::int64_t t = us(now);
         if (pending_probes_ == 0 && probe_in_flight_ < 0 && cfg_.periodic_probe.count() > 0 && target_ < cfg_.max_bps &&
             t - std::max(last_overuse_us_, probe_sent_us_) >= cfg_.periodic_probe.count()) {
-            probe_rates_[0] = std::min(2 * target_, cfg_.max_bps);
+            probe_rates_[0] = std::min(static_cast<std::int64_t>(static_cast<double>(target_) * cfg_.periodic_probe_gain), cfg_.max_bps);
             pending_probes_ = 1;
+            checking_probe_ = true;
+            chain_steps_ = 0;
         }
         if (pending_probes_ == 0) return std::nullopt;
         if (probe_in_flight_ >= 0 && t - probe_sent_us_ < 1'000'000) return std::nullopt; // one at a time
@@ -194,6 +212,7 @@ public:
         r.bitrate_bps = std::min(probe_rates_[0], cfg_.max_bps);
         // 15 ms worth at that rate, and enough for the packets a result needs.
         r.min_bytes = std::max<std::size_t>(static_cast<std::size_t>(r.bitrate_bps * 15 / 8'000), cfg_.probe_min_bytes);
+        if (checking_probe_) r.min_duration = cfg_.periodic_probe_duration;
         std::copy(probe_rates_.begin() + 1, probe_rates_.end(), probe_rates_.begin());
         --pending_probes_;
         probe_in_flight_ = r.id;
@@ -544,17 +563,28 @@ private:
             // With a standing queue the path delivers at its own rate whatever was sent: the
             // arrivals of the last 150 ms measure it, where the 500 ms window still holds the
             // faster sending from before the queue built (after a capacity drop, 2-4 times
-            // the path's rate: as many decreases, and the queue full meanwhile).
+            // the path's rate: as many decreases, and the queue full meanwhile). Within a
+            // second of a probe that raised the estimate, the 500 ms window still holds the
+            // slower sending from before it; the recent rate, if higher, is what the path
+            // carried since.
             std::int64_t acked = acked_bps_;
             bool standing = false;
-            if (usage == bandwidth_usage::overusing && queue_us_ > cfg_.standing_queue.count())
+            if (usage == bandwidth_usage::overusing)
                 if (const std::int64_t recent = recent_rate_bps(150'000); recent > 0) {
-                    acked = recent;
-                    standing = true;
+                    if (queue_us_ > cfg_.standing_queue.count()) {
+                        acked = recent;
+                        standing = true;
+                    } else if (send_us - probe_raised_us_ < 1'000'000) {
+                        acked = std::max(acked, recent);
+                    }
                 }
             // AIMD runs on the sender's clock: the newest acknowledged packet's send time
             // stands for "now" (feedback comes about one RTT later for every packet).
-            aimd_.update(usage, acked, send_us);
+            const double beta =
+                standing ? std::max(cfg_.standing_beta_min,
+                                    0.85 - cfg_.standing_beta_per_s * static_cast<double>(queue_us_ - cfg_.standing_queue.count()) / 1e6)
+                         : 0.0;
+            aimd_.update(usage, acked, send_us, standing, beta);
             if (usage == bandwidth_usage::overusing) last_overuse_us_ = send_us;
             if (aimd_.estimate() < before && usage == bandwidth_usage::overusing) {
                 ++stats_.overuses;
@@ -615,18 +645,30 @@ private:
     void finish_probe(std::int64_t t) {
         if (probe_in_flight_ < 0) return;
         const bool timed_out = t - probe_sent_us_ > 1'000'000;
-        // With probe_whole_cluster, only once feedback has covered the whole cluster.
-        if (cfg_.probe_whole_cluster && !timed_out && (!cluster_.complete || newest_reported_ < cluster_.last_seq)) return;
+        // With probe_whole_cluster, and for a periodic probe (whose one reading decides),
+        // only once feedback has covered the whole cluster.
+        const bool whole = cluster_.complete && newest_reported_ >= cluster_.last_seq;
+        if ((cfg_.probe_whole_cluster || checking_probe_) && !timed_out && !whole) return;
         if (cluster_.packets >= 5 && cluster_.bytes > 0) {
             const std::int64_t send_span = cluster_.last_send - cluster_.first_send;
             const std::int64_t recv_span = cluster_.last_arrival - cluster_.first_arrival;
             if (send_span > 0 && recv_span > 0 && send_span < 1'000'000 && recv_span < 1'000'000) {
                 const double send_bps = static_cast<double>(cluster_.bytes - cluster_.last_bytes) * 8e6 / static_cast<double>(send_span);
                 const double recv_bps = static_cast<double>(cluster_.bytes - cluster_.first_bytes) * 8e6 / static_cast<double>(recv_span);
-#ifdef ONAIR_DEBUG_PROBE
-                std::fprintf(stderr, "%p t=%lld probe asked %lld send %.0f recv %.0f pk %u req %d target %lld\n", (void*)this, (long long)(t/1000), (long long)probe_asked_bps_, send_bps, recv_bps, (unsigned)cluster_.packets, (int)requested_probe_, (long long)target_);
-#endif
-                if (recv_bps <= 2 * send_bps) { // faster than sent: a measurement artefact
+                // Arriving faster than sent is a measurement artefact: the cluster's first
+                // packets waited in a queue the later ones found emptier. A periodic probe
+                // allows less of that: it is taken only when the path carried it as sent.
+                if (checking_probe_ && recv_bps > 1.2 * send_bps) {
+                    probe_result(0, true, t); // an artefact: nothing found
+                    return;
+                }
+                if (checking_probe_ && recv_bps < 0.95 * send_bps) {
+                    // Not carried as sent. After a step of the same chain was, the path has
+                    // room and this reading is what it carries.
+                    probe_result(chain_steps_ > 0 ? static_cast<std::int64_t>(0.9 * recv_bps) : 0, true, t);
+                    return;
+                }
+                if (recv_bps <= 2 * send_bps) {
                     double result = std::min(send_bps, recv_bps);
                     const bool saturated = recv_bps < 0.9 * send_bps;
                     if (saturated) result = 0.95 * recv_bps; // the link was saturated
@@ -638,6 +680,7 @@ private:
         if (timed_out) {
             probe_in_flight_ = -1;
             requested_probe_ = false;
+            checking_probe_ = false;
         }
     }
 
@@ -645,8 +688,20 @@ private:
         ++stats_.probe_results;
         probe_in_flight_ = -1;
         const bool requested = std::exchange(requested_probe_, false);
+        const bool checking = std::exchange(checking_probe_, false);
+        if (checking && saturated) { // the path carries no more than is sent
+            ++stats_.probes_saturated;
+            if (bps > aimd_.estimate()) { // the end of a chain that found room: up to what got through
+                aimd_.set_estimate(bps, t);
+                probe_raised_us_ = t;
+                loss_based_ = std::max(loss_based_, std::min(bps, cfg_.max_bps));
+            }
+            chain_steps_ = 0;
+            return;
+        }
         if (bps > aimd_.estimate()) {
             aimd_.set_estimate(bps, t);
+            probe_raised_us_ = t;
             aimd_.forget_capacity(); // the path carries more than was learned at the last over-use
         } else if (requested && saturated) {
             // The rate asked for did not get through: what did is what the path carries. An
@@ -661,8 +716,11 @@ private:
         loss_based_ = std::max(loss_based_, std::min(bps, cfg_.max_bps));
         // Exponential probing while probes come back close to what they asked.
         if (!requested && bps >= probe_asked_bps_ * 7 / 10 && probe_asked_bps_ < cfg_.max_bps && pending_probes_ == 0) {
-            probe_rates_[0] = std::min(2 * bps, cfg_.max_bps);
+            probe_rates_[0] = std::min(checking ? static_cast<std::int64_t>(static_cast<double>(bps) * cfg_.periodic_probe_gain) : 2 * bps,
+                                       cfg_.max_bps);
             pending_probes_ = 1;
+            checking_probe_ = checking;
+            chain_steps_ = checking ? chain_steps_ + 1 : 0;
         }
     }
 
@@ -698,6 +756,8 @@ private:
             t - drop_us_ < 10'000'000 && target_ < rate_before_drop_ * 2 / 3) {
             probe_rates_[0] = rate_before_drop_ * 85 / 100;
             pending_probes_ = 1;
+            checking_probe_ = true;
+            chain_steps_ = 0;
             rate_before_drop_ = 0;
         }
         stats_.target_bps = target_;
@@ -745,7 +805,10 @@ private:
     std::int32_t probe_in_flight_ = -1;
     std::int64_t probe_asked_bps_ = 0;
     bool requested_probe_ = false; ///< the pending or flying probe came from request_probe
+    bool checking_probe_ = false;  ///< the pending or flying probe is periodic: taken only unsaturated
+    int chain_steps_ = 0;          ///< periodic probes of the current chain the path carried
     std::int64_t probe_sent_us_ = 0;
+    std::int64_t probe_raised_us_ = INT64_MIN / 2; ///< when a probe's result last raised the estimate
     cluster_state cluster_;
     std::int64_t rate_before_drop_ = 0;
     std::int64_t last_overuse_us_ = 0;

@@ -47,6 +47,7 @@ struct downlink_config {
         c.throughput_packets = 512;
         c.probe_min_bytes = 2'400; // about nine padding-only packets
         c.probe_whole_cluster = true;
+        c.periodic_probe = std::chrono::microseconds{0}; // a leg probes for the next layer instead (request_probe)
         return c;
     }();
     /// How often process() runs (the node's tick): the probe pacer's burst interval.
