@@ -56,8 +56,10 @@ struct loop {
     std::vector<std::int64_t> queue_delays;    ///< per packet, in the last run
     std::uint64_t sent_bytes = 0, delivered_bytes = 0, dropped = 0;
     std::int32_t probe_id = -1;
+    std::uint64_t probes_sent = 0;
     std::int64_t probe_bps = 0;
     std::size_t probe_left = 0;
+    std::int64_t probe_until = 0; ///< a probe lasts min_bytes and min_duration, as the pacer sends it
 
     explicit loop(send_side_bwe_config c = {}) : bwe(c) {}
 
@@ -90,10 +92,12 @@ struct loop {
                 probe_id = p->id;
                 probe_bps = p->bitrate_bps;
                 probe_left = std::max<std::size_t>(p->min_bytes, 5 * 1200);
+                probe_until = now + p->min_duration.count();
+                ++probes_sent;
             }
             // Media at the target, 1200-byte packets spaced evenly; a probe at its own rate.
             while (next_send <= now) {
-                if (probe_left > 0) {
+                if (probe_left > 0 || now < probe_until) {
                     send_one(1200, probe_id);
                     probe_left -= std::min<std::size_t>(probe_left, 1200);
                     next_send += std::int64_t{1200} * 8'000'000 / probe_bps;
@@ -235,6 +239,23 @@ TEST_CASE("aimd: overuse cuts to 0.85 x the acknowledged rate; normal grows ~8 %
     CHECK(r >= 700'000);
 }
 
+TEST_CASE("aimd: one decrease per round trip, unless urgent or the throughput fell under half; beta may be given per decrease") {
+    aimd_rate_control a;
+    a.set_rtt(100'000);
+    a.set_estimate(1'000'000, 0);
+    CHECK(a.update(bandwidth_usage::overusing, 900'000, 100'000) == 765'000);
+    // The same episode 50 ms later, with the throughput window not yet showing the cut: held.
+    CHECK(a.update(bandwidth_usage::overusing, 800'000, 150'000) == 765'000);
+    CHECK(a.decreases() == 1);
+    // A round trip after the first: a second decrease.
+    CHECK(a.update(bandwidth_usage::overusing, 800'000, 200'000) == 680'000);
+    // Urgent (a standing queue): at once, here with its own factor.
+    CHECK(a.update(bandwidth_usage::overusing, 600'000, 210'000, true, 0.6) == 360'000);
+    // Throughput under half the estimate: at once too.
+    CHECK(a.update(bandwidth_usage::overusing, 100'000, 220'000) == 85'000);
+    CHECK(a.decreases() == 4);
+}
+
 TEST_CASE("send_side_bwe: converges to a 1 Mbps bottleneck and keeps the queue short") {
     send_side_bwe_config c;
     c.start_bps = 300'000;
@@ -288,7 +309,9 @@ TEST_CASE("send_side_bwe: probing ramps up to a fast link within seconds; withou
 TEST_CASE("send_side_bwe: a requested probe lifts the estimate to a rate the path carries, once, without doubling") {
     send_side_bwe unstarted;
     CHECK_FALSE(unstarted.request_probe(2'000'000)); // nothing sent yet
-    loop settled;
+    send_side_bwe_config c; // only the requested probe: periodic ones would find the capacity too
+    c.periodic_probe = std::chrono::microseconds{0};
+    loop settled(c);
     settled.link_bps = 1'000'000;
     settled.run(20'000'000);
     const std::int64_t before = settled.bwe.target_bps();
@@ -312,7 +335,7 @@ TEST_CASE("send_side_bwe: a requested probe lifts the estimate to a rate the pat
     CHECK(asked.bwe.stats().probes_started == started + 1);
     CHECK(asked.bwe.target_bps() < 3'500'000);
     // On a path that does not carry it the probe leaves the estimate where it was.
-    loop narrow;
+    loop narrow(c);
     narrow.link_bps = 1'000'000;
     narrow.run(20'000'000);
     const std::int64_t held = narrow.bwe.target_bps();
@@ -485,4 +508,56 @@ TEST_CASE("send_side_bwe: an over-use with a standing queue cuts from the path's
     CHECK(on.first_cut > 400'000);
     CHECK(off.first_cut > 1'000'000);
     CHECK(on.under_650k_us < off.under_650k_us);
+}
+
+TEST_CASE("send_side_bwe: periodic probes find a raised capacity within seconds; additive increase alone takes far longer") {
+    // Settled on 1 Mbps (the learned capacity makes the increase additive), then 2.5 Mbps.
+    auto after_raise = [](std::chrono::microseconds periodic) {
+        send_side_bwe_config c;
+        c.start_bps = 800'000;
+        c.periodic_probe = periodic;
+        loop l(c);
+        l.run(30'000'000);
+        const auto settled = l.bwe.target_bps();
+        const auto saturated = l.bwe.stats().probes_saturated;
+        l.link_bps = 2'500'000;
+        l.run(35'000'000);
+        struct result {
+            std::int64_t settled, after_5s;
+            std::uint64_t saturated_before;
+            double p95_ms;
+        } r{settled, l.bwe.target_bps(), saturated, l.p95_queue_ms()};
+        return r;
+    };
+    const auto on = after_raise(std::chrono::seconds{2});
+    const auto off = after_raise(std::chrono::microseconds{0});
+    MESSAGE("settled " << on.settled << " (" << on.saturated_before << " probes found no room), 5 s after the raise " << on.after_5s
+                       << ", without periodic probes " << off.after_5s << "; p95 queue " << on.p95_ms << " ms");
+    CHECK(on.settled < 1'100'000);      // the probes into the full 1 Mbps path moved nothing
+    CHECK(on.saturated_before >= 5);    // one every 2 s or so while settled
+    CHECK(on.after_5s >= 2'000'000);    // 80 % of the raised capacity
+    CHECK(on.after_5s <= 2'600'000);
+    CHECK(off.after_5s < 1'500'000);
+    CHECK(on.p95_ms < 100);
+}
+
+TEST_CASE("send_side_bwe: a periodic probe the path does not carry leaves the estimate alone and keeps the queue short") {
+    send_side_bwe_config c;
+    c.start_bps = 500'000;
+    loop l(c);
+    l.link_bps = 600'000;
+    l.run(20'000'000);
+    const auto probes = l.probes_sent;
+    const auto saturated = l.bwe.stats().probes_saturated;
+    std::int64_t highest = 0;
+    for (std::int64_t t = 20'000'000; t < 40'000'000; t += 100'000) {
+        l.run(t + 100'000);
+        highest = std::max(highest, l.bwe.target_bps());
+    }
+    MESSAGE("probes " << l.probes_sent - probes << ", found no room " << l.bwe.stats().probes_saturated - saturated << ", highest target "
+                      << highest << ", dropped " << l.dropped);
+    CHECK(l.probes_sent - probes >= 5);
+    CHECK(l.bwe.stats().probes_saturated - saturated >= 5);
+    CHECK(highest < 700'000);
+    CHECK(l.dropped == 0);
 }
