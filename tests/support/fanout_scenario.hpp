@@ -62,6 +62,7 @@ struct setup {
     int temporal_layers = 3;
     int kbps = 1000;
     std::array<int, 3> downlink_kbps{0, 1000, 600};
+    std::array<double, 3> downlink_loss_percent{}; ///< random loss on each viewer's downlink
 };
 
 struct leg_outcome {
@@ -169,6 +170,7 @@ outcome run_fanout(const setup& su, bool select_layers, double seconds = 10.0) {
             down.rate_kbps = downlink_kbps[i];
             down.queue = 300ms;
         }
+        down.loss_percent = su.downlink_loss_percent[i];
         viewers.push_back(std::make_unique<viewer>(vc, sink::callback<rendered_sizes>{sizes[i]},
                                                    transport::link_config{clean, down, 10 + unsigned(i)}, io, net));
         if (viewers.back()->start()) throw std::runtime_error("viewer did not start");

@@ -57,6 +57,7 @@ struct relay_stats {
     std::uint64_t upstream_recovered = 0;   ///< holes of the publisher leg filled by RTX
     std::uint64_t fec_recovered = 0;        ///< packets of the publisher leg rebuilt from its FlexFEC
     std::uint64_t fec_sent = 0;             ///< FlexFEC packets sent to subscribers
+    std::uint64_t leg_fec_sent = 0;         ///< of fec_sent, a renumbered leg's own (computed over its numbers)
     std::uint64_t fec_bytes = 0;            ///< their datagram bytes
     std::uint64_t malformed_fec = 0;        ///< FlexFEC packets from publishers that failed to parse (dropped)
     std::uint64_t receiver_reports = 0;     ///< RRs sent to publishers

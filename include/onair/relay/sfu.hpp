@@ -133,6 +133,10 @@ public:
         /// The subscriber's numbers differ from the publisher's (a layer was dropped): the
         /// stream's FEC, computed over the publisher's numbers, is not for it.
         bool rewritten = false;
+        /// FlexFEC over this leg's own numbers, for a renumbered leg that reports loss (made
+        /// at the first such report, on the stream's FEC SSRC; each viewer sees only its own
+        /// leg's repair packets). Its protection follows this subscriber's loss alone.
+        std::unique_ptr<qos::flexfec_encoder> fec{};
         /// Retransmissions may take at most half of the leg's estimate (a 1 s bucket, bytes):
         /// on a congested leg repairs would otherwise add to the loss they repair.
         double rtx_allowance = 0;
@@ -494,7 +498,8 @@ private:
         return member.memory_bytes() - sizeof(T);
     }
     static std::size_t subscriber_bytes(const subscriber& sub) noexcept {
-        return sizeof(subscriber) + heap_bytes(sub.leg) + (sub.selector ? sub.selector->memory_bytes() : 0) + heap_bytes(sub.ticket);
+        return sizeof(subscriber) + heap_bytes(sub.leg) + (sub.selector ? sub.selector->memory_bytes() : 0) + heap_bytes(sub.ticket) +
+               (sub.fec ? sub.fec->memory_bytes() : 0);
     }
     static void add_memory(sfu_memory& m, const std::string& name, const stream& s) noexcept {
         std::size_t n = sizeof(std::string) + heap_bytes(name) + sizeof(stream);
@@ -712,6 +717,7 @@ private:
     void attach_selector(const stream& s, subscriber& sub) const {
         sub.rewritten = false;
         sub.selector.reset();
+        sub.fec.reset();
         if (sub.fixed || sub.relay_leg || !cfg_.select_layers || !s.desc.video_ssrc) return;
         if (s.format != rtp::video_format::vp8 && s.format != rtp::video_format::vp9) return;
         sub.selector = std::make_unique<layer_selector>(s.desc.video_ssrc, static_cast<std::uint8_t>(s.desc.video_encodings()),
@@ -741,6 +747,7 @@ private:
             if (const std::size_t n = write_fill_packet(p, s.desc.video_ssrc, d, buf)) {
                 sub.leg.send_packet(send2, rtp::bytes_view(buf.data(), n), now);
                 ++stats_.layer_fills;
+                protect_leg(ctx, sub, rtp::bytes_view(buf.data(), n), {}, false);
             }
             return;
         }
@@ -760,6 +767,24 @@ private:
             return;
         }
         sub.leg.send(send2, std::span<std::uint8_t>(head.data(), n), p.whole.subspan(n), lp.tseq_offset, now);
+        protect_leg(ctx, sub, rtp::bytes_view(head.data(), n), p.whole.subspan(n), p.timestamp == s.key_timestamp);
+    }
+
+    /// A renumbered leg's packet, as sent (`head` then `tail`), into the leg's own FEC; its
+    /// repair packets go to this subscriber only. Fills count: fixed layouts need every number.
+    template <class Ctx>
+    void protect_leg(Ctx& ctx, subscriber& sub, rtp::bytes_view head, rtp::bytes_view tail, bool keyframe) {
+        if (!sub.fec) return;
+        std::array<std::uint8_t, qos::detail::fec_max_media> whole;
+        if (head.size() + tail.size() > whole.size()) return; // the encoder would skip it too
+        std::memcpy(whole.data(), head.data(), head.size());
+        if (!tail.empty()) std::memcpy(whole.data() + head.size(), tail.data(), tail.size());
+        (void)sub.fec->add(rtp::bytes_view(whole.data(), head.size() + tail.size()), keyframe, [&](rtp::bytes_view repair) {
+            send_to(ctx, sub, sub.video_to, repair);
+            ++stats_.fec_sent;
+            ++stats_.leg_fec_sent;
+            stats_.fec_bytes += repair.size();
+        });
     }
 
     /// A packet of a lower simulcast encoding: for selecting subscribers only (everyone
@@ -1064,13 +1089,35 @@ private:
         if (sub == s.subscribers.end()) return;
         sub->loss.on_report(b.fraction_lost);
         refresh_protection(s);
+        protect_renumbered(s, *sub);
     }
+    /// The stream's FEC protects the legs that get the publisher's numbers; it follows the
+    /// most lossy of them.
     static void refresh_protection(stream& s) {
         if (!s.fec_out) return;
         double worst = 0;
-        for (const auto& x : s.subscribers) worst = std::max(worst, x.loss.value());
+        for (const auto& x : s.subscribers)
+            if (!x.rewritten) worst = std::max(worst, x.loss.value());
         const auto p = qos::protection_for_loss(worst);
         if (p != s.fec_out->protection()) s.fec_out->set_protection(p);
+    }
+    /// A renumbered leg's own FEC follows its loss; made at the first report that asks for it.
+    void protect_renumbered(const stream& s, subscriber& sub) {
+        if (!sub.rewritten || !s.desc.video_fec_ssrc || !s.desc.video_ssrc) return;
+        const auto p = qos::protection_for_loss(sub.loss.value());
+        if (!sub.fec) {
+            if (!p.delta.enabled() && !p.key.enabled()) return;
+            qos::flexfec_encoder::config ec;
+            ec.media_ssrc = s.desc.video_ssrc;
+            ec.fec_ssrc = s.desc.video_fec_ssrc;
+            ec.payload_type = s.desc.video_fec_pt;
+            ec.first_sequence = fec_sequence_seed_ = static_cast<std::uint16_t>(fec_sequence_seed_ * 75 + 74);
+            ec.protection = p;
+            ec.transport_sequence = true; // the leg numbers its repair packets
+            sub.fec = std::make_unique<qos::flexfec_encoder>(ec);
+        } else if (p != sub.fec->protection()) {
+            sub.fec->set_protection(p);
+        }
     }
 
     /// A receiver report on the publisher leg: loss before repair, jitter, LSR/DLSR.
