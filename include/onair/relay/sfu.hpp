@@ -10,7 +10,8 @@
 // audio) from its caches, asks the publisher for what the publisher leg lost, rebuilds
 // video packets from the publisher's FlexFEC packets, and protects what it forwards with
 // FlexFEC packets of its own (one encoder per stream, on the same FEC SSRC), at the level
-// the subscribers' receiver reports call for. It sends the publisher receiver reports, so
+// the subscribers' receiver reports call for; a renumbered leg that reports loss gets an
+// encoder of its own, over its own numbers. It sends the publisher receiver reports, so
 // the publisher's FEC follows the publisher leg's loss.
 #pragma once
 
