@@ -73,6 +73,7 @@ struct relay_stats {
     std::uint64_t retransmissions_limited = 0; ///< subscriber NACKs not answered: over the leg's repair budget
     std::uint64_t layer_changes = 0;        ///< subscriber layer targets changed by the leg's estimate
     std::uint64_t layer_probes = 0;         ///< probes a leg sent at the rate of the next layer up
+    std::uint64_t retransmissions_suppressed = 0; ///< subscriber NACKed numbers not answered: a copy of a NACK just answered
 };
 
 namespace detail {

@@ -57,6 +57,10 @@ struct sfu_config {
     std::chrono::milliseconds fec_reorder_wait{20};
     /// How often each publisher gets a receiver report (its FEC follows the loss in it).
     std::chrono::milliseconds report_interval{1000};
+    /// A subscriber's NACK for a number the relay retransmitted to it less than this long
+    /// ago is a copy of one already answered (lossy paths send each NACK twice or three
+    /// times), not a retry: subscribers retry after at least 20 ms.
+    std::chrono::milliseconds nack_copy_interval{10};
     /// Each subscriber leg's congestion control (its estimator starts here).
     downlink_config downlink{};
     /// Choose each subscriber's layers from its leg's estimate (VP8/VP9 streams). Off: every
@@ -142,6 +146,29 @@ public:
         /// on a congested leg repairs would otherwise add to the loss they repair.
         double rtx_allowance = 0;
         clock::time_point rtx_refilled{};
+        /// The sequence numbers (of this leg) last retransmitted, by number modulo their
+        /// count: on lossy paths each NACK comes twice or three times, and every copy that
+        /// arrives must not be answered again (each answer is already sent repair_copies()
+        /// times; answering every copy doubled the repair traffic and drained the allowance).
+        struct resend_mark {
+            std::uint32_t at_ms = 0; ///< when (steady clock, milliseconds, wrapping)
+            std::uint16_t seq = 0;
+            std::uint8_t kind = 0;   ///< 0: unused, 1: video, 2: audio
+        };
+        std::array<resend_mark, 16> resent{}; // 128 bytes
+        static std::uint32_t mark_ms(clock::time_point t) noexcept {
+            return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+        }
+        /// True when `seq` was retransmitted to this subscriber less than `interval` ago
+        /// (a copy of a NACK already answered: the subscriber's own retries come later).
+        bool resent_within(bool video, std::uint16_t seq, clock::time_point now, std::chrono::milliseconds interval) const noexcept {
+            const resend_mark& m = resent[seq % resent.size()];
+            return m.kind == (video ? 1 : 2) && m.seq == seq &&
+                   static_cast<std::uint32_t>(mark_ms(now) - m.at_ms) < static_cast<std::uint32_t>(interval.count());
+        }
+        void mark_resent(bool video, std::uint16_t seq, clock::time_point now) noexcept {
+            resent[seq % resent.size()] = resend_mark{mark_ms(now), seq, static_cast<std::uint8_t>(video ? 1 : 2)};
+        }
         /// The next probe for the layer above the current one, and the wait after it.
         clock::time_point next_layer_probe{};
         std::chrono::milliseconds layer_probe_wait{0};
@@ -151,17 +178,21 @@ public:
         /// each encoding.
         bool relay_leg = false;
         std::array<std::uint16_t, 2> lower_rtx_sequence{}; ///< RTX numbering of the lower encodings (relay legs)
-        bool take_rtx_allowance(std::size_t bytes, clock::time_point now) {
+        /// How many of `copies` copies of a `bytes`-byte retransmission the allowance takes
+        /// now (0: none). Fewer copies rather than none: a large packet asked for twice would
+        /// otherwise wait for the bucket to hold both while smaller repairs keep draining it.
+        int take_rtx_allowance(std::size_t bytes, int copies, clock::time_point now) {
             const double per_s = static_cast<double>(leg.target_bps()) / 16.0; // half the estimate, in bytes
             if (rtx_refilled != clock::time_point{})
                 rtx_allowance = std::min(per_s, rtx_allowance + per_s * std::chrono::duration<double>(now - rtx_refilled).count());
             else
                 rtx_allowance = per_s;
             rtx_refilled = now;
-            if (fixed || relay_leg) return true; // inter-node links are not estimated for layers
-            if (rtx_allowance < static_cast<double>(bytes)) return false;
-            rtx_allowance -= static_cast<double>(bytes);
-            return true;
+            if (fixed || relay_leg) return copies; // inter-node links are not estimated for layers
+            const double size = static_cast<double>(std::max<std::size_t>(bytes, 1));
+            const int granted = std::clamp(static_cast<int>(rtx_allowance / size), 0, copies);
+            rtx_allowance -= size * granted;
+            return granted;
         }
     };
 
@@ -1254,13 +1285,18 @@ private:
         const auto now = ctx.now();
         nack.for_each([&](std::uint16_t seq) {
             ++stats_.nack_requests;
+            // Resend suppression per subscriber (the cache is shared by all of them): a copy
+            // of a NACK already answered is not answered again.
+            if (sub->resent_within(video, seq, now, cfg_.nack_copy_interval)) {
+                ++stats_.retransmissions_suppressed;
+                return;
+            }
             // A renumbered leg asks for its own numbers: the selector knows which packet each was.
             std::optional<forwarded_packet> sent;
             if (video && sub->rewritten && sub->selector) {
                 sent = sub->selector->history(seq);
                 if (!sent) return; // a fill, or nothing this leg was sent
             }
-            // No resend suppression here: each subscriber paces its own requests.
             auto* from_cache = &cache;
             if (sent && !s.top(sent->spatial)) {
                 if (sent->spatial >= s.lower.size() || !s.lower[sent->spatial]) return;
@@ -1284,11 +1320,12 @@ private:
             const std::size_t n =
                 qos::write_rtx(p, rtx_ssrc, rtx_pt, video ? sub->rtx_sequence++ : sub->audio_rtx_sequence++, buf);
             if (n == 0) return;
-            const int copies = sub->loss.repair_copies();
-            if (!sub->take_rtx_allowance(n * static_cast<std::size_t>(copies), now)) {
+            const int copies = sub->take_rtx_allowance(n, sub->loss.repair_copies(), now);
+            if (copies <= 0) {
                 ++stats_.retransmissions_limited;
                 return;
             }
+            sub->mark_resent(video, seq, now);
             for (int c = 0; c < copies; ++c) send_to(ctx, *sub, video ? sub->video_to : sub->audio_to, rtp::bytes_view(buf.data(), n));
             stats_.retransmissions += static_cast<std::uint64_t>(copies);
             stats_.retransmission_bytes += n * static_cast<std::uint64_t>(copies);

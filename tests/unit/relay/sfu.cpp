@@ -334,6 +334,43 @@ TEST_CASE("sfu: a subscriber's NACK is answered from the cache with an RTX packe
     CHECK(ctx.sends.size() == 4);
 }
 
+TEST_CASE("sfu: the copies of a subscriber's NACK are answered once, its retry again") {
+    // On lossy paths a viewer sends each NACK twice (or three times) back to back: the relay
+    // answers the request once per subscriber, not once per copy (every answer is itself
+    // sent repair_copies() times). A retry from the subscriber comes 20 ms or more later and
+    // is answered again; another subscriber's request for the same packet is its own.
+    relay::sfu s;
+    fake_context ctx;
+    s.on_session(ctx, hello_rtx("cam"), ep(1));
+    s.on_session(ctx, hello(rtp::session_type::play, "cam"), ep(10));
+    s.on_session(ctx, hello(rtp::session_type::play, "cam"), ep(11));
+    std::uint16_t seq = 500;
+    auto key = onair_test::packetize<rtp::vp8_payload>(onair_test::fake_vp8_frame(true, 0, 5000), 100, seq);
+    REQUIRE(key.size() >= 3);
+    for (auto& p : key) feed(s, ctx, p, ep(1));
+    ctx.sends.clear();
+
+    std::array<std::uint8_t, 64> nack;
+    const std::array<std::uint16_t, 2> lost{501, 502};
+    const auto n = rtp::rtcp::write_nack(4242, 100, lost, nack);
+    s.on_rtcp(ctx, rtp::bytes_view(nack.data(), n), ep(10));
+    REQUIRE(ctx.sent_to(ep(10)) == 2);
+    ctx.t += 3ms; // the second copy, a little behind the first
+    s.on_rtcp(ctx, rtp::bytes_view(nack.data(), n), ep(10));
+    CHECK(ctx.sent_to(ep(10)) == 2);
+    CHECK(s.stats().retransmissions == 2);
+    CHECK(s.stats().retransmissions_suppressed == 2);
+    // The other subscriber's request is not a copy of this one.
+    s.on_rtcp(ctx, rtp::bytes_view(nack.data(), n), ep(11));
+    CHECK(ctx.sent_to(ep(11)) == 2);
+    // The subscriber's retry (its answer was lost) is answered again.
+    ctx.t += 20ms;
+    s.on_rtcp(ctx, rtp::bytes_view(nack.data(), n), ep(10));
+    CHECK(ctx.sent_to(ep(10)) == 4);
+    CHECK(s.stats().retransmissions == 6);
+    CHECK(s.stats().retransmissions_limited == 0);
+}
+
 TEST_CASE("sfu: a hole on the host leg is NACKed upstream and the RTX is restored and forwarded") {
     relay::sfu s;
     fake_context ctx;
