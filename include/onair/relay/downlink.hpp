@@ -48,6 +48,10 @@ struct downlink_config {
         c.probe_min_bytes = 2'400; // about nine padding-only packets
         c.probe_whole_cluster = true;
         c.periodic_probe = std::chrono::microseconds{0}; // a leg probes for the next layer instead (request_probe)
+        // A leg forwards key frames as they come (unpaced): a queue on it is often a key
+        // frame's, not congestion, and the deeper cut over a long queue would take the leg
+        // below the layer it just switched to.
+        c.standing_beta_per_s = 0;
         return c;
     }();
     /// How often process() runs (the node's tick): the probe pacer's burst interval.
