@@ -25,7 +25,9 @@
 //   before it. A sender may also ask for one probe at a rate it would use
 //   (request_probe): a relay leg whose next layer does not fit the estimate. Such a probe
 //   that saturates the path also brings an estimate that grew past what got through back
-//   down to it (an application-limited sender's estimate grows unchecked).
+//   down to it (an application-limited sender's estimate grows unchecked). Periodic probes
+//   (send_side_bwe_config::periodic_probe) look for capacity that grew: taken only when the
+//   path carried them as sent, so a full path, shared or not, is left as it is.
 // target = clamp(min(delay-based, loss-based), min_bps, max_bps).
 //
 // Feedback is untrusted: entries for sequence numbers never sent (or too old to be held)
@@ -659,7 +661,7 @@ private:
                 // packets waited in a queue the later ones found emptier. A periodic probe
                 // allows less of that: it is taken only when the path carried it as sent.
                 if (checking_probe_ && recv_bps > 1.2 * send_bps) {
-                    probe_result(0, true, t); // an artefact: nothing found
+                    end_probe(); // an artefact: no reading
                     return;
                 }
                 if (checking_probe_ && recv_bps < 0.95 * send_bps) {
@@ -677,11 +679,15 @@ private:
                 }
             }
         }
-        if (timed_out) {
-            probe_in_flight_ = -1;
-            requested_probe_ = false;
-            checking_probe_ = false;
-        }
+        if (timed_out) end_probe();
+    }
+
+    /// Ends the flying probe without a result.
+    void end_probe() noexcept {
+        probe_in_flight_ = -1;
+        requested_probe_ = false;
+        checking_probe_ = false;
+        chain_steps_ = 0;
     }
 
     void probe_result(std::int64_t bps, bool saturated, std::int64_t t) {

@@ -1100,14 +1100,19 @@ private:
         dc.media_ssrc = s.desc.video_ssrc;
         dc.fec_ssrc = s.desc.video_fec_ssrc;
         s.fec_in = std::make_unique<qos::flexfec_decoder>(dc);
+        s.fec_out = make_fec_encoder(s, qos::protection_for_loss(0));
+    }
+    /// An encoder of the stream's FEC SSRC with its own random first number; each
+    /// subscriber leg numbers its repair packets (transport-wide) as it sends them.
+    std::unique_ptr<qos::flexfec_encoder> make_fec_encoder(const stream& s, const qos::fec_protection& protection) {
         qos::flexfec_encoder::config ec;
         ec.media_ssrc = s.desc.video_ssrc;
         ec.fec_ssrc = s.desc.video_fec_ssrc;
         ec.payload_type = s.desc.video_fec_pt;
         ec.first_sequence = fec_sequence_seed_ = static_cast<std::uint16_t>(fec_sequence_seed_ * 75 + 74);
-        ec.protection = qos::protection_for_loss(0);
-        ec.transport_sequence = true; // each subscriber leg numbers its repair packets too
-        s.fec_out = std::make_unique<qos::flexfec_encoder>(ec);
+        ec.protection = protection;
+        ec.transport_sequence = true;
+        return std::make_unique<qos::flexfec_encoder>(ec);
     }
 
     /// A subscriber's report block on a stream's video: the stream's protection follows
@@ -1139,14 +1144,7 @@ private:
         const auto p = qos::protection_for_loss(sub.loss.value());
         if (!sub.fec) {
             if (!p.delta.enabled() && !p.key.enabled()) return;
-            qos::flexfec_encoder::config ec;
-            ec.media_ssrc = s.desc.video_ssrc;
-            ec.fec_ssrc = s.desc.video_fec_ssrc;
-            ec.payload_type = s.desc.video_fec_pt;
-            ec.first_sequence = fec_sequence_seed_ = static_cast<std::uint16_t>(fec_sequence_seed_ * 75 + 74);
-            ec.protection = p;
-            ec.transport_sequence = true; // the leg numbers its repair packets
-            sub.fec = std::make_unique<qos::flexfec_encoder>(ec);
+            sub.fec = make_fec_encoder(s, p);
         } else if (p != sub.fec->protection()) {
             sub.fec->set_protection(p);
         }

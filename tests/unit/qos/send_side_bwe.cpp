@@ -550,13 +550,22 @@ TEST_CASE("send_side_bwe: a periodic probe the path does not carry leaves the es
     const auto probes = l.probes_sent;
     const auto saturated = l.bwe.stats().probes_saturated;
     std::int64_t highest = 0;
-    for (std::int64_t t = 20'000'000; t < 40'000'000; t += 100'000) {
-        l.run(t + 100'000);
+    int results = 0, raised = 0; // probe results, and those the target jumped at (over 1 % in 1 ms)
+    for (std::int64_t t = 20'000'000; t < 40'000'000; t += 1'000) {
+        const auto before = l.bwe.target_bps();
+        const auto taken = l.bwe.stats().probe_results;
+        l.run(t + 1'000);
+        if (l.bwe.stats().probe_results != taken) {
+            ++results;
+            if (l.bwe.target_bps() * 100 > before * 101) ++raised;
+        }
         highest = std::max(highest, l.bwe.target_bps());
     }
-    MESSAGE("probes " << l.probes_sent - probes << ", found no room " << l.bwe.stats().probes_saturated - saturated << ", highest target "
-                      << highest << ", dropped " << l.dropped);
+    MESSAGE("probes " << l.probes_sent - probes << ", results " << results << ", found no room " << l.bwe.stats().probes_saturated - saturated
+                      << ", raised the target " << raised << ", highest target " << highest << ", dropped " << l.dropped);
     CHECK(l.probes_sent - probes >= 5);
+    CHECK(results >= 5);
+    CHECK(raised == 0); // a saturated reading (95 % of what arrived) would have set the estimate
     CHECK(l.bwe.stats().probes_saturated - saturated >= 5);
     CHECK(highest < 700'000);
     CHECK(l.dropped == 0);
